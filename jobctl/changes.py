@@ -1,0 +1,154 @@
+"""The changes an operator makes to one job, with APScheduler's own semantics.
+
+Each change computes the new row from the decoded job (`apply`) and says what it did in words
+(`message`); store.Store.change runs it inside one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from jobctl import triggers
+from jobctl.errors import ChangeRefused
+from jobctl.jobs import Job
+from jobctl.times import format_time, make_zone, now, parse_duration, parse_time, relative, zone_name
+
+
+class Change:
+    verb = "change"
+    past = "changed"
+
+    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+        """The new (job_state, next_run_time) for this job, or None when nothing changes."""
+        raise NotImplementedError
+
+    def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        return f"{self.past} {before.id}: next run {_when(after.next_run_time, at, tz)}"
+
+    def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        return f"{job.id} unchanged"
+
+
+def _when(when: dt.datetime | None, at: dt.datetime, tz: dt.tzinfo) -> str:
+    if when is None:
+        return "none (paused)"
+    return f"{format_time(when, tz)} ({relative(when, at)})"
+
+
+def _require_readable(job: Job) -> None:
+    if not job.readable:
+        raise ChangeRefused(f"job {job.id!r} is unreadable ({job.error}); jobctl will not rewrite it")
+
+
+class Pause(Change):
+    verb, past = "pause", "paused"
+
+    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+        _require_readable(job)
+        if job.next_run_time is None:
+            return None
+        return job.changed(next_run_time=None)
+
+    def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        return f"paused {before.id} (was due {relative(before.next_run_time, at)})"
+
+    def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        return f"{job.id} is already paused"
+
+
+class Resume(Change):
+    verb, past = "resume", "resumed"
+
+    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+        _require_readable(job)
+        if job.next_run_time is not None:
+            return None
+        return job.changed(next_run_time=_next_fire(job.trigger, job.id, at))
+
+    def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        return f"{job.id} is not paused (next run {_when(job.next_run_time, at, tz)})"
+
+
+class RunNow(Change):
+    verb, past = "run", "made due now"
+
+    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+        _require_readable(job)
+        zone = job.zone() or dt.timezone.utc
+        return job.changed(next_run_time=at.astimezone(zone))
+
+    def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
+        if before.next_run_time is None:
+            text += " (it was paused; after this run it follows its schedule again)"
+        return text
+
+
+def _next_fire(trigger: Any, job_id: str, at: dt.datetime) -> dt.datetime:
+    try:
+        real = triggers.realize(trigger)
+        when = triggers.next_fire_time(real, None, at)
+    except Exception as exc:  # noqa: BLE001 - an odd trigger refuses the change, not a traceback
+        raise ChangeRefused(f"cannot compute the next run of {job_id!r}: {exc}") from None
+    if when is None:
+        raise ChangeRefused(f"{job_id!r} will never run again (its trigger has ended); remove it instead")
+    return when
+
+
+@dataclass
+class Reschedule(Change):
+    cron: str | None = None
+    interval: str | None = None
+    at: str | None = None
+    zone: str | None = None
+    verb = "reschedule"
+    past = "rescheduled"
+
+    def new_trigger(self, job: Job) -> Any:
+        """The trigger the operator asked for, in the job's zone and zone family."""
+        current = job.zone()
+        tz = make_zone(self.zone, like=current) if self.zone else current
+        if tz is None:
+            tz = make_zone("UTC")
+        if self.cron:
+            return triggers.cron_trigger(self.cron, tz)
+        if self.interval:
+            return triggers.interval_trigger(parse_duration(self.interval), tz)
+        return triggers.date_trigger(parse_time(self.at, tz), tz)
+
+    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+        _require_readable(job)
+        trigger = self.new_trigger(job)
+        if self.at:
+            when = trigger.run_date
+            if when < at:
+                raise ChangeRefused(f"{self.at} is in the past; use 'jobctl run {job.id}' to run it now")
+        else:
+            when = _next_fire(trigger, job.id, at)
+        return job.changed(trigger=triggers.to_record(trigger), next_run_time=when)
+
+    def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        zone = zone_name(after.zone())
+        return (
+            f"rescheduled {before.id}: {after.schedule} (was: {before.schedule}); "
+            f"next run {_when(after.next_run_time, at, tz)} [{zone}]"
+        )
+
+
+def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: bool) -> str:
+    """Apply one change to one job in one transaction and say what happened."""
+    at = now()
+    result: dict[str, Any] = {}
+
+    def apply(job: Job) -> tuple[bytes, float | None] | None:
+        new_row = change.apply(job, at)
+        result["changed"] = new_row is not None
+        return new_row
+
+    before, after = store.change(job_id, apply, dry_run=dry_run)
+    if not result["changed"]:
+        return change.unchanged(before, at, tz)
+    text = change.message(before, after, at, tz)
+    return f"dry run, nothing changed: {text}" if dry_run else text

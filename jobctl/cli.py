@@ -1,0 +1,358 @@
+"""The command line: parse, call the modules that do the work, print. Errors are handled in main()."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from jobctl import __version__
+from jobctl.errors import ChangeRefused, JobctlError, UsageError
+
+OUTPUTS = ["table", "json", "plain"]
+STATES = ["scheduled", "paused", "overdue", "unreadable"]
+_SETTINGS = "jobctl.settings"
+
+
+@dataclass
+class Settings:
+    url: str | None = None
+    table: str = "apscheduler_jobs"
+    schema: str | None = None
+    output: str = "table"
+    tz: str | None = None
+
+
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Keep a connection option; one given after the command name wins over one before it."""
+    if value is not None:
+        setattr(ctx.find_root().meta.setdefault(_SETTINGS, Settings()), param.name, value)
+    return value
+
+
+def connection_options(top_level: bool, display_tz: bool = True):
+    """--url, --table, --schema, -o, --tz: accepted before and after the command name.
+
+    `reschedule` has its own --tz (the new trigger's zone), so it takes display_tz=False.
+    """
+
+    def option(*names: str, envvar: str, default: Any = None, **kwargs: Any):
+        return click.option(
+            *names,
+            envvar=envvar if top_level else None,
+            show_envvar=top_level,
+            default=default if top_level else None,
+            callback=_remember,
+            expose_value=False,
+            is_eager=not top_level,
+            **kwargs,
+        )
+
+    options = [
+        option("--url", envvar="JOBCTL_URL", metavar="URL", help="SQLAlchemy URL of the job store (sqlite:///jobs.sqlite, postgresql://user@host/db)."),
+        option("--table", envvar="JOBCTL_TABLE", default="apscheduler_jobs", metavar="NAME", help="Job table name (default apscheduler_jobs)."),
+        option("--schema", envvar="JOBCTL_SCHEMA", metavar="NAME", help="Database schema holding the table."),
+        option("-o", "--output", envvar="JOBCTL_OUTPUT", default="table", type=click.Choice(OUTPUTS, case_sensitive=False), help="Output format (default table)."),
+    ]
+    if display_tz:
+        options.append(option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."))
+
+    def decorate(f):
+        for add in reversed(options):
+            f = add(f)
+        return f
+
+    return decorate
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context()
+    return ctx.find_root().meta.setdefault(_SETTINGS, Settings())
+
+
+def open_store(write: bool = False):
+    from jobctl.store import Store
+
+    s = settings()
+    return Store(s.url, s.table, s.schema, write=write)
+
+
+def display_zone():
+    from jobctl.times import display_zone as zone
+
+    return zone(settings().tz)
+
+
+def output() -> str:
+    return settings().output.lower()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@connection_options(top_level=True)
+@click.option("--debug", is_flag=True, expose_value=False, help="Show a traceback when something fails.")
+@click.version_option(__version__, "--version", prog_name="jobctl")
+def cli() -> None:
+    """Inspect and change the jobs in an APScheduler 3 job store (SQLAlchemyJobStore), safely.
+
+    jobctl never imports the application's code, never runs what a row's pickle names,
+    never deletes or creates anything you did not ask for, and writes changed rows back
+    exactly as the application's own APScheduler would.
+
+    \b
+    Examples:
+      jobctl demo                                  # make a demo store and try it
+      jobctl --url sqlite:///jobs.sqlite list
+      jobctl show daily_reports
+      jobctl pause 'report_*'
+      jobctl reschedule daily_reports --cron '0 7 * * 1-5'
+      jobctl health --detailed                     # exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    """
+
+
+# --- reading -----------------------------------------------------------------------------
+
+
+@cli.command("list")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="Only jobs in this state (repeatable).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many jobs.")
+@click.option("--no-headers", is_flag=True, help="Leave out the table's header line.")
+@connection_options(top_level=False)
+def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | None, no_headers: bool) -> None:
+    """List jobs, soonest first, paused and unreadable last.
+
+    PATTERN is a job id or a shell glob ('report_*'); without one, every job is listed.
+    Each job shows its schedule in words, its next run as a time and relative, and its
+    state: scheduled, paused, overdue or unreadable.
+    """
+    from jobctl import render
+    from jobctl.times import now
+
+    store, tz, at = open_store(), display_zone(), now()
+    wanted = set(states)
+    paused = True if wanted == {"paused"} else (False if wanted and "paused" not in wanted and "unreadable" not in wanted else None)
+
+    def rows():
+        held_back = []  # unreadable rows go last, and are few
+        for job in store.iter_jobs(patterns, paused=paused, limit=limit):
+            row = render.job_summary(job, at, tz)
+            if wanted and row["state"] not in wanted:
+                continue
+            if row["state"] == "unreadable":
+                held_back.append(row)
+            else:
+                yield row
+        yield from held_back
+
+    fmt = output()
+    if fmt == "json":
+        for chunk in render.json_array(rows()):
+            click.echo(chunk, nl=False)
+    elif fmt == "plain":
+        for row in rows():
+            click.echo(render.plain_line(row))
+    else:
+        table = list(rows())
+        if table:
+            click.echo(render.list_table(table, tz, render.use_color(), headers=not no_headers))
+        else:
+            click.echo("no jobs" + (" match" if patterns or states else ""), err=True)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--count", default=5, show_default=True, type=click.IntRange(min=0, max=1000), help="How many upcoming fire times to show.")
+@connection_options(top_level=False)
+def show(job_id: str, count: int) -> None:
+    """Show one job in full: function, trigger, next fire times, arguments, options."""
+    from jobctl import render
+    from jobctl.times import now
+
+    store, tz = open_store(), display_zone()
+    detail = render.job_detail(store.get(job_id), now(), tz, count)
+    if output() == "json":
+        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+    else:
+        click.echo(render.show_text(detail, tz))
+
+
+# --- changing ------------------------------------------------------------------------------
+
+dry_run_option = click.option("--dry-run", "-n", is_flag=True, help="Print what would change and change nothing.")
+
+
+def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> None:
+    """Run one change per job, each in its own transaction; report each; fail if any failed."""
+    from jobctl import changes
+
+    store, tz = open_store(write=True), display_zone()
+    failed = 0
+    for job_id in store.resolve(patterns):
+        try:
+            click.echo(changes.run_change(store, job_id, change, tz, dry_run))
+        except ChangeRefused as exc:
+            click.echo(f"jobctl: error: {exc}", err=True)
+            failed += 1
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@dry_run_option
+@connection_options(top_level=False)
+def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
+    """Pause jobs: they stay in the store but do not run (next run time becomes none)."""
+    from jobctl import changes
+
+    _apply_to_each(patterns, changes.Pause(), dry_run)
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@dry_run_option
+@connection_options(top_level=False)
+def resume(patterns: tuple[str, ...], dry_run: bool) -> None:
+    """Resume paused jobs: their next run is the trigger's next fire time from now."""
+    from jobctl import changes
+
+    _apply_to_each(patterns, changes.Resume(), dry_run)
+
+
+@cli.command("run")
+@click.argument("patterns", nargs=-1, required=True, metavar="JOB_ID...")
+@dry_run_option
+@connection_options(top_level=False)
+def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
+    """Make jobs due now: a running scheduler runs them when it next wakes."""
+    from jobctl import changes
+
+    _apply_to_each(patterns, changes.RunNow(), dry_run)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.option("--cron", metavar="EXPR", help="A crontab line's 5 fields, crontab's day numbers (0 or 7 = Sunday): '0 9 * * 1-5'.")
+@click.option("--interval", metavar="DURATION", help="Run every DURATION: 90s, 15m, 2h, 1h30m, 1d, 1w.")
+@click.option("--at", "at_time", metavar="DATETIME", help="Run once at an ISO 8601 time: 2026-11-25T14:58.")
+@click.option("--tz", "zone", metavar="ZONE", help="Time zone of the new trigger (default: the job's own).")
+@dry_run_option
+@connection_options(top_level=False, display_tz=False)
+def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str | None, zone: str | None, dry_run: bool) -> None:
+    """Replace a job's trigger; its next run becomes the new trigger's next fire time."""
+    from jobctl import changes
+
+    given = [name for name, value in (("--cron", cron), ("--interval", interval), ("--at", at_time)) if value]
+    if len(given) != 1:
+        raise UsageError("reschedule needs exactly one of --cron, --interval or --at")
+    _apply_to_each((job_id,), changes.Reschedule(cron=cron, interval=interval, at=at_time, zone=zone), dry_run)
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@dry_run_option
+@connection_options(top_level=False)
+def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
+    """Remove jobs from the store for good (asks first on a terminal; --yes skips that)."""
+    store = open_store(write=True)
+    ids = store.resolve(patterns)
+    listing = "\n".join(f"  {i}" for i in ids)
+    if dry_run:
+        click.echo(f"would remove {len(ids)} job{'s' if len(ids) != 1 else ''}:\n{listing}")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ChangeRefused(f"refusing to remove {len(ids)} job(s) without confirmation: pass --yes")
+        click.echo(f"this removes {len(ids)} job{'s' if len(ids) != 1 else ''}:\n{listing}")
+        click.confirm("remove them?", abort=True)
+    removed = store.delete(ids)
+    for job_id in ids:
+        click.echo(f"removed {job_id}")
+    if removed != len(ids):
+        raise ChangeRefused(f"{len(ids) - removed} of the jobs were already gone (removed by a scheduler?)")
+
+
+# --- health and demo -------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--detailed", "-d", is_flag=True, help="Add counts, the next jobs and every overdue or unreadable job.")
+@click.option("--warning", "-w", default="5m", show_default=True, metavar="DURATION", help="WARNING when a job is this late.")
+@click.option("--critical", "-c", default="1h", show_default=True, metavar="DURATION", help="CRITICAL when a job is this late (the scheduler is down or stuck).")
+@click.option("--next", "next_count", default=5, show_default=True, type=click.IntRange(min=0, max=100), help="How many upcoming jobs --detailed shows.")
+@connection_options(top_level=False)
+def health(detailed: bool, warning: str, critical: str, next_count: int) -> None:
+    """Check the store for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+    Prints one summary line with performance data after '|' (Nagios plugin format);
+    --detailed adds counts and the next jobs; -o json gives the same as one object.
+    """
+    from jobctl import health as checks
+    from jobctl.times import now, parse_duration
+
+    warn_after, crit_after = parse_duration(warning), parse_duration(critical)
+    if crit_after < warn_after:
+        raise UsageError("--critical must be at least --warning")
+    tz = display_zone()
+    report = checks.check(lambda: open_store(), now(), warn_after, crit_after, next_count)
+    if output() == "json":
+        click.echo(json.dumps(checks.as_json(report, tz), indent=2, ensure_ascii=False))
+    else:
+        click.echo(checks.as_text(report, tz, detailed))
+    raise click.exceptions.Exit(report.exit_code)
+
+
+@cli.command()
+@click.argument("path", default="jobctl-demo.sqlite", type=click.Path(dir_okay=False))
+def demo(path: str) -> None:
+    """Write a small demo job store (through APScheduler itself) and list it."""
+    from jobctl import demo as demo_store
+
+    url = demo_store.write(path)
+    s = settings()
+    s.url = url
+    click.echo(f"wrote a demo job store to {path}: {demo_store.JOB_COUNT} jobs of a shop application\n")
+    ctx = click.get_current_context()
+    ctx.invoke(list_jobs, patterns=(), states=(), limit=None, no_headers=False)
+    click.echo(demo_store.next_steps(url))
+
+
+# --- the one place errors become messages and exit codes -------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or bool(os.environ.get("JOBCTL_DEBUG"))
+    try:
+        code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "jobctl"
+        _fail(f"{exc.format_message()} (see '{command} --help')", 2)
+    except click.Abort:
+        _fail("aborted; nothing was changed", 1)
+    except JobctlError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (jobctl list | head): not an error
+        code = 0
+    except Exception as exc:  # noqa: BLE001 - a traceback in front of a user is a bug
+        if debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"jobctl: error: {message}", err=True)
+    sys.exit(code)

@@ -1,0 +1,31 @@
+"""jobctl's own exceptions. cli.py turns each into one line on stderr and its exit code."""
+
+from __future__ import annotations
+
+
+class JobctlError(Exception):
+    """An operation failed: exit code 1 (SPEC: no such job, unreachable store, refused change)."""
+
+    exit_code = 1
+
+
+class UsageError(JobctlError):
+    """The command line asked for something malformed: exit code 2."""
+
+    exit_code = 2
+
+
+class StoreError(JobctlError):
+    """The store cannot be reached, does not exist, or is not an APScheduler job table."""
+
+
+class NoSuchJob(JobctlError):
+    """A job id or pattern matched nothing."""
+
+
+class ChangeRefused(JobctlError):
+    """A change cannot be made safely (unreadable row, no future fire time, concurrent change)."""
+
+
+class UnreadableState(Exception):
+    """A job_state pickle could not be decoded safely; the row is shown as unreadable."""

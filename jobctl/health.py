@@ -1,0 +1,166 @@
+"""`jobctl health`: a monitoring check in the Nagios plugin conventions.
+
+Counts and lateness come from SQL aggregates over next_run_time; only the rows shown are
+decoded, except that stores up to SCAN_LIMIT jobs are decoded whole to count unreadable rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobctl.errors import JobctlError
+from jobctl.jobs import Job
+from jobctl.times import format_duration, format_iso, relative, utc_timestamp
+
+STATUSES = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]  # index = exit code
+SCAN_LIMIT = 20000  # stores up to this size are decoded whole to find unreadable rows
+SHOWN = 20  # at most this many late or unreadable jobs are listed
+
+
+@dataclass
+class Report:
+    status: str
+    reason: str
+    at: dt.datetime
+    warning: dt.timedelta
+    critical: dt.timedelta
+    counts: dict[str, int] = field(default_factory=dict)
+    unreadable_scanned: bool = True
+    max_lateness: float = 0.0
+    next_jobs: list[Job] = field(default_factory=list)
+    late_jobs: list[Job] = field(default_factory=list)
+    unreadable_jobs: list[Job] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return STATUSES.index(self.status)
+
+
+def check(open_store: Callable[[], Any], at: dt.datetime, warning: dt.timedelta, critical: dt.timedelta, next_count: int) -> Report:
+    """Evaluate the store. Anything that stops the check is UNKNOWN, never a traceback."""
+    report = Report("UNKNOWN", "", at, warning, critical)
+    try:
+        store = open_store()
+        now_ts = utc_timestamp(at)
+        counts = store.aggregates(now_ts, now_ts - warning.total_seconds(), now_ts - critical.total_seconds())
+        report.max_lateness = max(0.0, now_ts - counts.pop("soonest")) if counts["soonest"] is not None else 0.0
+        report.counts = counts
+        report.next_jobs = list(store.iter_jobs(paused=False, limit=next_count)) if next_count else []
+        report.late_jobs = store.overdue_jobs(now_ts - warning.total_seconds(), SHOWN) if counts["late"] else []
+        if counts["total"] <= SCAN_LIMIT:
+            unreadable = [job for job in store.iter_jobs() if not job.readable]
+            counts["unreadable"] = len(unreadable)
+        else:
+            report.unreadable_scanned = False
+            shown = {job.id: job for job in report.next_jobs + report.late_jobs}
+            unreadable = [job for job in shown.values() if not job.readable]
+            counts["unreadable"] = len(unreadable)
+        report.unreadable_jobs = unreadable[:SHOWN]
+    except JobctlError as exc:
+        report.reason = str(exc)
+        return report
+    report.status, report.reason = _verdict(report)
+    return report
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def _verdict(report: Report) -> tuple[str, str]:
+    c = report.counts
+    oldest = report.late_jobs[0] if report.late_jobs else None
+    oldest_text = f" (oldest: {oldest.id}, due {relative(oldest.next_run_time, report.at)})" if oldest and oldest.next_run_time else ""
+    if c["overdue"]:
+        return "CRITICAL", (
+            f"{_plural(c['overdue'], 'job')} overdue by more than {format_duration(report.critical)}{oldest_text}: "
+            "is the scheduler running?"
+        )
+    problems = []
+    if c["late"]:
+        problems.append(f"{_plural(c['late'], 'job')} late by more than {format_duration(report.warning)}{oldest_text}")
+    if c["unreadable"]:
+        names = ", ".join(job.id for job in report.unreadable_jobs[:3])
+        problems.append(f"{_plural(c['unreadable'], 'unreadable job')} ({names})")
+    if problems:
+        return "WARNING", "; ".join(problems)
+    text = f"{_plural(c['total'], 'job')}, {c['active']} active, {c['paused']} paused"
+    upcoming = report.next_jobs[0] if report.next_jobs else None
+    if upcoming is not None and upcoming.next_run_time is not None:
+        text += f"; next {upcoming.id} {relative(upcoming.next_run_time, report.at)}"
+    return "OK", text
+
+
+def perfdata(report: Report) -> str:
+    c = report.counts
+    if not c:
+        return ""
+    warn, crit = int(report.warning.total_seconds()), int(report.critical.total_seconds())
+    return (
+        f"jobs={c['total']};;;0 active={c['active']};;;0 paused={c['paused']};;;0 "
+        f"late={c['late']};;;0 overdue={c['overdue']};;;0 unreadable={c['unreadable']};;;0 "
+        f"lateness={int(report.max_lateness)}s;{warn};{crit};0"
+    )
+
+
+def summary(report: Report) -> str:
+    line = f"JOBCTL {report.status} - {report.reason}"
+    data = perfdata(report)
+    return f"{line} | {data}" if data else line
+
+
+def as_text(report: Report, tz: dt.tzinfo, detailed: bool) -> str:
+    lines = [summary(report)]
+    if not detailed or not report.counts:
+        return "\n".join(lines)
+    c = report.counts
+    scanned = "" if report.unreadable_scanned else f" (of the rows shown; stores over {SCAN_LIMIT} jobs are not scanned whole)"
+    lines.append(
+        f"jobs: {c['total']} total, {c['active']} active, {c['paused']} paused, "
+        f"{c['late']} late, {c['overdue']} overdue, {c['unreadable']} unreadable{scanned}"
+    )
+    for title, jobs in (("next", report.next_jobs), ("late", report.late_jobs), ("unreadable", report.unreadable_jobs)):
+        if not jobs:
+            continue
+        lines.append(f"{title}:")
+        for n, job in enumerate(jobs):
+            branch = "└─" if n == len(jobs) - 1 else "├─"
+            if job.readable:
+                lines.append(f"{branch} {job.id}: {job.schedule}, {relative(job.next_run_time, report.at)}")
+            else:
+                lines.append(f"{branch} {job.id}: unreadable: {job.error}")
+    return "\n".join(lines)
+
+
+def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
+    def brief(job: Job) -> dict[str, Any]:
+        return {
+            "id": job.id,
+            "trigger": job.schedule,
+            "next_run_time": format_iso(job.next_run_time, tz),
+            "next_run_in": relative(job.next_run_time, report.at) if job.next_run_time else None,
+            "error": job.error,
+        }
+
+    c = report.counts
+    return {
+        "status": report.status,
+        "exit_code": report.exit_code,
+        "summary": summary(report),
+        "total": c.get("total"),
+        "active": c.get("active"),
+        "paused": c.get("paused"),
+        "late": c.get("late"),
+        "overdue": c.get("overdue"),
+        "unreadable": c.get("unreadable"),
+        "unreadable_scanned": report.unreadable_scanned,
+        "max_lateness_seconds": int(report.max_lateness),
+        "thresholds": {"warning_seconds": int(report.warning.total_seconds()), "critical_seconds": int(report.critical.total_seconds())},
+        "next": [brief(j) for j in report.next_jobs],
+        "late_jobs": [brief(j) for j in report.late_jobs],
+        "unreadable_jobs": [brief(j) for j in report.unreadable_jobs],
+        "reason": report.reason,
+    }

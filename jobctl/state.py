@@ -1,0 +1,393 @@
+"""Decode and encode APScheduler job_state pickles without running anything a row names.
+
+Decoding resolves only an allow-list of exact (module, name) globals: the date, time and
+time-zone constructors that job state needs, each wrapped so it accepts only the arguments
+those classes really pickle. Every other global -- the application's classes and functions,
+and APScheduler's own trigger classes too -- becomes an inert stand-in class that records
+what the pickle did with it (arguments, state, items). Nothing is imported, nothing is called.
+
+Encoding writes the decoded state back with the row's own pickle protocol; each stand-in is
+written as the same global reference with the same arguments and state, so the application's
+APScheduler reads back exactly what it wrote.
+"""
+
+from __future__ import annotations
+
+import _compat_pickle
+import copyreg
+import datetime as _dt
+import io
+import pickle
+import re
+from typing import Any
+
+from jobctl.errors import UnreadableState
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NOSTATE = object()  # a stand-in that was never given state by BUILD
+
+
+class StandIn:
+    """Base of the inert stand-ins for globals jobctl does not resolve.
+
+    A stand-in class replaces one (module, name) global. Using it the way a pickle does
+    (calling it, NEWOBJ, BUILD, APPENDS, SETITEMS) only records what happened.
+    """
+
+    __slots__ = ("_how", "_args", "_kwargs", "_state", "_listitems", "_dictitems")
+    __stand_in_ref__: tuple[str, str] = ("", "")
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
+        self = object.__new__(cls)
+        self._how = "new"  # NEWOBJ; __init__ turns it into "call" for REDUCE / INST
+        self._args = args
+        self._kwargs = kwargs
+        self._state = _NOSTATE
+        self._listitems = []
+        self._dictitems = []
+        return self
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._how = "call"
+
+    def __setstate__(self, state: Any) -> None:
+        self._state = state
+
+    def append(self, item: Any) -> None:
+        self._listitems.append(item)
+
+    def extend(self, items: Any) -> None:
+        self._listitems.extend(items)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._dictitems.append((key, value))
+
+    # Read-only views for display and for the trigger layer.
+    @property
+    def stand_in_args(self) -> tuple:
+        return self._args
+
+    @property
+    def stand_in_state(self) -> Any:
+        return None if self._state is _NOSTATE else self._state
+
+    @property
+    def stand_in_items(self) -> tuple[list, list]:
+        return self._listitems, self._dictitems
+
+    def __repr__(self) -> str:
+        return f"<stand-in {global_name(type(self))}>"
+
+
+class Record:
+    """Stand-in for APScheduler's own trigger, field and expression classes.
+
+    These always pickle as NEWOBJ with no arguments and BUILD with a dict, so the C unpickler
+    fills the instance dict directly: fast, and the dict is the exact state to write back.
+    """
+
+    __stand_in_ref__: tuple[str, str] = ("", "")
+
+    def __repr__(self) -> str:
+        return f"<record {global_name(type(self))} {vars(self)!r}>"
+
+
+def global_name(cls: type) -> str:
+    """'module.name' of a stand-in class (what the pickle referenced)."""
+    module, name = cls.__stand_in_ref__
+    return f"{module}.{name}"
+
+
+def is_stand_in(obj: Any) -> bool:
+    return isinstance(obj, (StandIn, Record))
+
+
+def ref_of(obj: Any) -> tuple[str, str] | None:
+    """The (module, name) an inert object or class stands in for, or None."""
+    cls = obj if isinstance(obj, type) else type(obj)
+    if isinstance(cls, type) and issubclass(cls, (StandIn, Record)):
+        return cls.__stand_in_ref__
+    return None
+
+
+# APScheduler classes that decode as Records (everything else unknown becomes a StandIn).
+RECORD_CLASSES = {
+    ("apscheduler.triggers.cron", "CronTrigger"),
+    ("apscheduler.triggers.interval", "IntervalTrigger"),
+    ("apscheduler.triggers.date", "DateTrigger"),
+    ("apscheduler.triggers.calendarinterval", "CalendarIntervalTrigger"),
+    ("apscheduler.triggers.combining", "AndTrigger"),
+    ("apscheduler.triggers.combining", "OrTrigger"),
+    ("apscheduler.triggers.cron.fields", "BaseField"),
+    ("apscheduler.triggers.cron.fields", "WeekField"),
+    ("apscheduler.triggers.cron.fields", "DayOfMonthField"),
+    ("apscheduler.triggers.cron.fields", "DayOfWeekField"),
+    ("apscheduler.triggers.cron.fields", "MonthField"),
+    ("apscheduler.triggers.cron.expressions", "AllExpression"),
+    ("apscheduler.triggers.cron.expressions", "RangeExpression"),
+    ("apscheduler.triggers.cron.expressions", "MonthRangeExpression"),
+    ("apscheduler.triggers.cron.expressions", "WeekdayRangeExpression"),
+    ("apscheduler.triggers.cron.expressions", "WeekdayPositionExpression"),
+    ("apscheduler.triggers.cron.expressions", "LastDayOfMonthExpression"),
+}
+
+_classes: dict[tuple[str, str], type] = {}
+
+
+def stand_in_class(module: str, name: str) -> type:
+    """The one inert class for a (module, name) global, made on first use."""
+    key = (module, name)
+    cls = _classes.get(key)
+    if cls is None:
+        base = Record if key in RECORD_CLASSES else StandIn
+        namespace: dict[str, Any] = {"__stand_in_ref__": key, "__module__": "jobctl.stand_in"}
+        if base is StandIn:
+            namespace["__slots__"] = ()
+        cls = _classes[key] = type(name.rpartition(".")[2] or "StandIn", (base,), namespace)
+    return cls
+
+
+# --- the allow-list: exact globals, each accepting only what its class really pickles ---
+
+
+def _pytz_p(zone: Any, utcoffset: Any = None, dstoffset: Any = None, tzname: Any = None):
+    import pytz
+    from pytz.tzinfo import unpickler
+
+    if not isinstance(zone, str) or zone not in pytz.all_timezones_set:
+        raise UnreadableState(f"unknown pytz time zone {zone!r}")
+    for value in (utcoffset, dstoffset):
+        if value is not None and (type(value) is not int or abs(value) > 86400 * 2):
+            raise UnreadableState("malformed pytz time zone offset")
+    if tzname is not None and not isinstance(tzname, str):
+        raise UnreadableState("malformed pytz time zone name")
+    return unpickler(zone, utcoffset, dstoffset, tzname)
+
+
+def _pytz_utc():
+    import pytz
+
+    return pytz.utc
+
+
+def _zoneinfo_unpickle(key: Any, from_cache: Any = 1):
+    import zoneinfo
+
+    if not isinstance(key, str) or from_cache not in (0, 1):
+        raise UnreadableState("malformed zoneinfo time zone")
+    try:
+        return zoneinfo.ZoneInfo(key) if from_cache else zoneinfo.ZoneInfo.no_cache(key)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
+        raise UnreadableState(f"unknown time zone {key!r}") from exc
+
+
+def _zoneinfo_class(key: Any):
+    return _zoneinfo_unpickle(key, 1)
+
+
+def _wrap_zone(zone: Any, key: Any = None):
+    from jobctl.times import ShimZone
+
+    if not isinstance(key, str):
+        key = getattr(zone, "key", None)
+    return ShimZone(zone, key)
+
+
+def _getattr(obj: Any, name: Any):
+    """Only the two attribute look-ups real job state contains."""
+    import zoneinfo
+
+    if obj is zoneinfo.ZoneInfo and name == "_unpickle":
+        return _zoneinfo_unpickle
+    if (
+        isinstance(obj, type)
+        and issubclass(obj, (StandIn, Record))
+        and isinstance(name, str)
+        and _IDENTIFIER.match(name)
+    ):
+        # protocol < 4 writes a nested class Outer.Inner as getattr(Outer, 'Inner')
+        module, outer = obj.__stand_in_ref__
+        return stand_in_class(module, f"{outer}.{name}")
+    raise UnreadableState(f"refused attribute look-up {name!r} in a pickle")
+
+
+def _reconstructor(cls: Any, base: Any, state: Any):
+    """copyreg._reconstructor, which protocols 0 and 1 use to rebuild plain objects."""
+    if not (isinstance(cls, type) and issubclass(cls, (StandIn, Record))):
+        raise UnreadableState("refused copyreg._reconstructor on a non-stand-in class")
+    if base is not object or state is not None:
+        if issubclass(cls, Record):
+            raise UnreadableState("malformed APScheduler object")
+    if issubclass(cls, Record):
+        return object.__new__(cls)
+    obj = StandIn.__new__(cls)
+    obj._how = "reconstructor"
+    obj._args = (base, state)
+    return obj
+
+
+def _codecs_encode(text: Any, encoding: Any = "utf-8"):
+    # protocol 2 writes bytes as _codecs.encode(str, 'latin1')
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnreadableState("refused _codecs.encode call")
+    return text.encode("latin1")
+
+
+def _bytes_like(kind: type):
+    def make(*args: Any):
+        if not args:
+            return kind()
+        if len(args) == 1 and isinstance(args[0], (bytes, bytearray, list)):
+            return kind(args[0])
+        if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
+            return kind(args[0], "latin1")
+        raise UnreadableState(f"refused {kind.__name__}() call")
+
+    return make
+
+
+def _collection(kind: type):
+    def make(items: Any = ()):
+        if not isinstance(items, (list, tuple, set, frozenset)):
+            raise UnreadableState(f"refused {kind.__name__}() call")
+        return kind(items)
+
+    return make
+
+
+_ALLOWED: dict[tuple[str, str], Any] = {
+    ("datetime", "datetime"): _dt.datetime,
+    ("datetime", "date"): _dt.date,
+    ("datetime", "time"): _dt.time,
+    ("datetime", "timedelta"): _dt.timedelta,
+    ("datetime", "timezone"): _dt.timezone,
+    ("pytz", "_p"): _pytz_p,
+    ("pytz", "_UTC"): _pytz_utc,
+    ("zoneinfo", "ZoneInfo"): None,  # filled lazily: the real class, for getattr above
+    ("pytz_deprecation_shim._impl", "wrap_zone"): _wrap_zone,
+    ("builtins", "getattr"): _getattr,
+    ("builtins", "object"): object,
+    ("copyreg", "_reconstructor"): _reconstructor,
+    ("_codecs", "encode"): _codecs_encode,
+    ("builtins", "bytes"): _bytes_like(bytes),
+    ("builtins", "bytearray"): _bytes_like(bytearray),
+    ("builtins", "set"): _collection(set),
+    ("builtins", "frozenset"): _collection(frozenset),
+}
+
+
+def _py3_name(module: str, name: str) -> tuple[str, str]:
+    """Python 2 names that protocols 0-2 use, as the standard unpickler maps them."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """The C unpickler with every global resolved through the allow-list above."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        key = _py3_name(module, name)
+        if key in _ALLOWED:
+            if key == ("zoneinfo", "ZoneInfo"):
+                import zoneinfo
+
+                return zoneinfo.ZoneInfo
+            return _ALLOWED[key]
+        if key in RECORD_CLASSES:
+            return stand_in_class(*key)
+        return stand_in_class(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnreadableState("persistent ids are not job state")
+
+
+def decode(data: bytes) -> Any:
+    """Unpickle without resolving anything outside the allow-list. Raises UnreadableState."""
+    try:
+        return SafeUnpickler(io.BytesIO(data)).load()
+    except UnreadableState:
+        raise
+    except RecursionError:
+        raise UnreadableState("pickle nested too deeply") from None
+    except Exception as exc:  # noqa: BLE001 - any failure means this one row is unreadable
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UnreadableState(f"cannot decode job state: {reason}") from None
+
+
+def protocol_of(data: bytes) -> int:
+    """The pickle protocol a row was written with (what encode must write it back with)."""
+    if data[:1] == pickle.PROTO:
+        return data[1]
+    import pickletools
+
+    # Protocols 0 and 1 have no PROTO opcode; protocol 1 uses binary opcodes.
+    for opcode, _arg, _pos in pickletools.genops(data):
+        if opcode.proto >= 1:
+            return 1
+    return 0
+
+
+class _Pickler(pickle._Pickler):  # the Python pickler: its save_global can be overridden
+    def reducer_override(self, obj: Any) -> Any:
+        from jobctl.times import ShimZone
+
+        if isinstance(obj, Record):
+            state = dict(vars(obj))
+            if self.proto >= 2:
+                return copyreg.__newobj__, (type(obj),), state
+            return copyreg._reconstructor, (type(obj), object, None), state
+        if isinstance(obj, StandIn):
+            return _stand_in_reduce(obj, self.proto)
+        if isinstance(obj, ShimZone):
+            return stand_in_class("pytz_deprecation_shim._impl", "wrap_zone"), obj.wrap_args
+        return NotImplemented
+
+    def save_global(self, obj: Any, name: str | None = None) -> None:
+        ref = ref_of(obj)
+        if ref is None:
+            return super().save_global(obj, name)
+        module, qualname = ref
+        if self.proto >= 4:
+            self.save(module)
+            self.save(qualname)
+            self.write(pickle.STACK_GLOBAL)
+        elif "." in qualname:
+            parent, _, last = qualname.rpartition(".")
+            self.save_reduce(getattr, (stand_in_class(module, parent), last), obj=obj)
+            return
+        else:
+            encoding = "utf-8" if self.proto >= 3 else "ascii"
+            self.write(
+                pickle.GLOBAL
+                + module.encode(encoding)
+                + b"\n"
+                + qualname.encode(encoding)
+                + b"\n"
+            )
+        self.memoize(obj)
+
+
+def _stand_in_reduce(obj: StandIn, proto: int) -> tuple:
+    state = None if obj._state is _NOSTATE else obj._state
+    listitems = iter(obj._listitems) if obj._listitems else None
+    dictitems = iter(obj._dictitems) if obj._dictitems else None
+    cls = type(obj)
+    if obj._how == "reconstructor" or (obj._how == "new" and proto < 2):
+        base, base_state = obj._args if obj._how == "reconstructor" else (object, None)
+        func, args = copyreg._reconstructor, (cls, base, base_state)
+    elif obj._how == "new":
+        if obj._kwargs:
+            func, args = copyreg.__newobj_ex__, (cls, obj._args, obj._kwargs)
+        else:
+            func, args = copyreg.__newobj__, (cls, *obj._args)
+    else:
+        func, args = cls, obj._args
+    return func, args, state, listitems, dictitems
+
+
+def encode(state: Any, protocol: int) -> bytes:
+    """Pickle decoded job state back, stand-ins as the globals they stand for."""
+    buffer = io.BytesIO()
+    _Pickler(buffer, protocol).dump(state)
+    return buffer.getvalue()

@@ -1,0 +1,333 @@
+"""Store access: the one place jobctl reads and writes the job table.
+
+jobctl never calls APScheduler's job store (its loading deletes rows whose functions cannot be
+imported) and never creates anything: a missing file, table or column is an error. Each change
+is one transaction that locks the row (SELECT ... FOR UPDATE) where the database can, and
+always compares the old job_state in the UPDATE, so a concurrent change is never overwritten.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from jobctl.errors import ChangeRefused, NoSuchJob, StoreError, UsageError
+from jobctl.jobs import Job
+
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
+SQLITE_BUSY_TIMEOUT = 10  # seconds to wait for another writer's lock
+RETRIES = 5
+_GLOB_CHARS = set("*?[")
+
+# driver a bare dialect name gets, by preference, and the extra that installs one
+_DRIVERS = {
+    "postgresql": (("psycopg", "psycopg"), ("psycopg2", "psycopg2")),
+    "mysql": (("pymysql", "pymysql"), ("mysqldb", "MySQLdb")),
+    "mariadb": (("pymysql", "pymysql"), ("mysqldb", "MySQLdb")),
+}
+_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+
+
+def is_pattern(text: str) -> bool:
+    return bool(_GLOB_CHARS & set(text))
+
+
+class Store:
+    """An APScheduler job table reached through SQLAlchemy, opened read-only unless `write`."""
+
+    def __init__(self, url: str | None, table: str, schema: str | None = None, write: bool = False) -> None:
+        if not url:
+            raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
+        self.url_text = url
+        self.table_name = table
+        self.schema = schema
+        self.write = write
+        self.engine = self._engine(url)
+        self.dialect = self.engine.dialect.name
+        self.jobs = self._table()
+
+    # --- connecting ------------------------------------------------------------------
+
+    def _engine(self, url_text: str) -> Any:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from sqlalchemy.pool import NullPool
+
+        try:
+            url = make_url(url_text)
+        except ArgumentError:
+            raise UsageError(
+                f"malformed store URL {url_text!r}: expected something like "
+                "sqlite:///path/jobs.sqlite or postgresql://user@host/db"
+            ) from None
+        self.safe_url = url.render_as_string(hide_password=True)
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            return self._sqlite_engine(url)
+        if url.drivername in _DRIVERS:
+            for driver, module in _DRIVERS[url.drivername]:
+                if importlib.util.find_spec(module) is not None:
+                    url = url.set(drivername=f"{url.drivername}+{driver}")
+                    break
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT} if backend in _EXTRAS else {}
+        try:
+            return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        except NoSuchModuleError:
+            raise UsageError(f"unknown database kind {url.drivername!r} in {self.safe_url}") from None
+        except ImportError as exc:
+            extra = _EXTRAS.get(backend)
+            hint = f": pip install 'jobctl[{extra}]'" if extra else ""
+            raise StoreError(f"the database driver for {url.drivername} is not installed ({exc.name}){hint}") from None
+
+    def _sqlite_engine(self, url: Any) -> Any:
+        import sqlite3
+        import urllib.parse
+
+        import sqlalchemy
+        from sqlalchemy.pool import NullPool
+
+        path = url.database
+        if not path or path == ":memory:":
+            raise StoreError("an in-memory SQLite database holds no jobs: give the store's file path")
+        if not os.path.isfile(path):
+            raise StoreError(f"no such SQLite file: {path}")
+        mode = "rw" if self.write else "ro"  # mode=rw/ro: sqlite3 never creates the file
+        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+
+        def connect() -> sqlite3.Connection:
+            return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)
+
+        return sqlalchemy.create_engine("sqlite://", creator=connect, poolclass=NullPool)
+
+    def _table(self) -> Any:
+        from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode, inspect
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+        where = f"{self.schema}.{self.table_name}" if self.schema else self.table_name
+        try:
+            inspector = inspect(self.engine)
+            if not inspector.has_table(self.table_name, schema=self.schema):
+                raise StoreError(
+                    f"no table {where!r} in {self.safe_url}: not an APScheduler job store "
+                    "(use --table / --schema if the application named it differently)"
+                )
+            columns = {c["name"] for c in inspector.get_columns(self.table_name, schema=self.schema)}
+        except DBAPIError as exc:
+            raise StoreError(f"cannot reach {self.safe_url}: {_first_line(exc.orig)}") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read {self.safe_url}: {_first_line(exc)}") from None
+        missing = {"id", "next_run_time", "job_state"} - columns
+        if missing:
+            raise StoreError(
+                f"table {where!r} is not an APScheduler job table (no column {', '.join(sorted(missing))})"
+            )
+        return Table(
+            self.table_name,
+            MetaData(),
+            Column("id", Unicode(191), primary_key=True),
+            Column("next_run_time", Float(25)),
+            Column("job_state", LargeBinary, nullable=False),
+            schema=self.schema,
+        )
+
+    def _run(self, work: Callable[[Any], Any]) -> Any:
+        """Run `work(connection)` in one transaction, database errors as StoreError."""
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with self.engine.begin() as connection:
+                return work(connection)
+        except DBAPIError as exc:
+            raise StoreError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from None
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _id_filter(self, patterns: Iterable[str]) -> Any:
+        from sqlalchemy import or_
+
+        clauses = []
+        for pattern in patterns:
+            if is_pattern(pattern):
+                clauses.append(self.jobs.c.id.like(_like(pattern), escape="\\"))
+            else:
+                clauses.append(self.jobs.c.id == pattern)
+        return or_(*clauses) if clauses else None
+
+    def iter_jobs(self, patterns: Iterable[str] = (), paused: bool | None = None, limit: int | None = None) -> Iterator[Job]:
+        """Every job (or those matching a glob), soonest first, paused last, streamed.
+
+        `paused` True gives only paused jobs, False only scheduled ones.
+        """
+        from sqlalchemy import select
+
+        patterns = list(patterns)
+        where = self._id_filter(patterns)
+        c = self.jobs.c
+        queries = []
+        if paused is not True:
+            queries.append(select(c.id, c.next_run_time, c.job_state).where(c.next_run_time.isnot(None)).order_by(c.next_run_time, c.id))
+        if paused is not False:
+            queries.append(select(c.id, c.next_run_time, c.job_state).where(c.next_run_time.is_(None)).order_by(c.id))
+        remaining = limit
+        for query in queries:
+            if where is not None:
+                query = query.where(where)
+            if remaining is not None:
+                query = query.limit(remaining)
+            for row in self._stream(query):
+                if patterns and not any(fnmatch.fnmatchcase(row[0], p) for p in patterns):
+                    continue  # LIKE is case-insensitive on some databases; globs are not
+                yield Job(row[0], row[1], row[2])
+                if remaining is not None:
+                    remaining -= 1
+                    if remaining <= 0:
+                        return
+
+    def _stream(self, query: Any) -> Iterator[Any]:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with self.engine.connect() as connection:
+                result = connection.execution_options(stream_results=True, yield_per=500).execute(query)
+                yield from result
+        except DBAPIError as exc:
+            raise StoreError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from None
+
+    def get(self, job_id: str) -> Job:
+        from sqlalchemy import select
+
+        c = self.jobs.c
+        row = self._run(lambda conn: conn.execute(select(c.id, c.next_run_time, c.job_state).where(c.id == job_id)).first())
+        if row is None:
+            raise NoSuchJob(f"no job with id {job_id!r}")
+        return Job(row[0], row[1], row[2])
+
+    def resolve(self, patterns: Iterable[str]) -> list[str]:
+        """The ids the operator named: exact ids must exist, each glob must match something."""
+        from sqlalchemy import select
+
+        ids: list[str] = []
+        for pattern in patterns:
+            query = select(self.jobs.c.id).where(self._id_filter([pattern])).order_by(self.jobs.c.id)
+            found = [i for (i,) in self._run(lambda conn, q=query: conn.execute(q).all()) if fnmatch.fnmatchcase(i, pattern)]
+            if not found:
+                what = "matches" if is_pattern(pattern) else "has the id"
+                raise NoSuchJob(f"no job {what} {pattern!r}")
+            ids.extend(i for i in found if i not in ids)
+        return ids
+
+    # --- writing ---------------------------------------------------------------------
+
+    def change(self, job_id: str, apply: Callable[[Job], tuple[bytes, float | None] | None], dry_run: bool = False) -> tuple[Job, Job]:
+        """Read, change and write one row in one transaction; returns (before, after).
+
+        `apply` returns the new (job_state, next_run_time), or None to leave the row alone.
+        The row is locked where the database has row locks, and the UPDATE also compares the
+        old job_state: if another process changed the row in between, it is read again and
+        the change re-applied, up to RETRIES times, and then refused.
+        """
+        from sqlalchemy import select, update
+
+        c = self.jobs.c
+        query = select(c.id, c.next_run_time, c.job_state).where(c.id == job_id)
+        if self.dialect in ("postgresql", "mysql", "mariadb"):
+            query = query.with_for_update()
+
+        def attempt(conn: Any) -> tuple[Job, Job] | None:
+            row = conn.execute(query).first()
+            if row is None:
+                raise NoSuchJob(f"no job with id {job_id!r}")
+            before = Job(row[0], row[1], row[2])
+            new_row = apply(before)
+            if new_row is None:  # nothing to change
+                return before, before
+            new_state, new_time = new_row
+            after = Job(job_id, new_time, new_state)
+            if dry_run:
+                return before, after
+            result = conn.execute(
+                update(self.jobs)
+                .where(c.id == job_id, c.job_state == row[2])
+                .values(job_state=new_state, next_run_time=new_time)
+            )
+            return (before, after) if result.rowcount == 1 else None
+
+        for _ in range(RETRIES):
+            outcome = self._run(attempt)
+            if outcome is not None:
+                return outcome
+        raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
+
+    def delete(self, job_ids: list[str]) -> int:
+        """Remove exactly these rows in one transaction; returns how many were there."""
+        from sqlalchemy import delete
+
+        return self._run(lambda conn: conn.execute(delete(self.jobs).where(self.jobs.c.id.in_(job_ids))).rowcount)
+
+    # --- aggregates (health) -----------------------------------------------------------
+
+    def aggregates(self, now_ts: float, warning_ts: float, critical_ts: float) -> dict[str, Any]:
+        """Counts and lateness straight from SQL: no row is decoded."""
+        from sqlalchemy import case, func, select
+
+        t = self.jobs.c.next_run_time
+
+        def late(before: float) -> Any:
+            return func.coalesce(func.sum(case((t < before, 1), else_=0)), 0)
+
+        query = select(
+            func.count(),
+            func.count(t),
+            late(warning_ts),
+            late(critical_ts),
+            func.min(t),
+        ).select_from(self.jobs)
+        total, active, warning, critical, soonest = self._run(lambda conn: conn.execute(query).one())
+        return {
+            "total": int(total),
+            "active": int(active),
+            "paused": int(total) - int(active),
+            "late": int(warning),
+            "overdue": int(critical),
+            "soonest": soonest,
+        }
+
+    def overdue_jobs(self, before: float, limit: int) -> list[Job]:
+        """The most overdue jobs (next run before `before`), oldest first."""
+        from sqlalchemy import select
+
+        c = self.jobs.c
+        query = select(c.id, c.next_run_time, c.job_state).where(c.next_run_time < before).order_by(c.next_run_time, c.id).limit(limit)
+        return [Job(*row) for row in self._run(lambda conn: conn.execute(query).all())]
+
+
+def _like(pattern: str) -> str:
+    """A glob as a LIKE pre-filter (exact matching is done with fnmatch afterwards)."""
+    out = []
+    in_class = False
+    for ch in pattern:
+        if in_class:
+            in_class = ch != "]"
+            if not in_class:
+                out.append("_")
+            continue
+        if ch == "[":
+            in_class = True
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _first_line(exc: Any) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
