@@ -18,24 +18,24 @@ class ShimZone(dt.tzinfo):
     """
 
     def __init__(self, zone: dt.tzinfo, key: str | None) -> None:
-        self.zone = zone
+        self.wrapped = zone
         self.key = key
 
     @property
     def wrap_args(self) -> tuple:
-        return (self.zone, self.key)
+        return (self.wrapped, self.key)
 
     def utcoffset(self, when: dt.datetime | None) -> dt.timedelta | None:
-        return self.zone.utcoffset(when)
+        return self.wrapped.utcoffset(when)
 
     def dst(self, when: dt.datetime | None) -> dt.timedelta | None:
-        return self.zone.dst(when)
+        return self.wrapped.dst(when)
 
     def tzname(self, when: dt.datetime | None) -> str | None:
-        return self.zone.tzname(when)
+        return self.wrapped.tzname(when)
 
     def fromutc(self, when: dt.datetime) -> dt.datetime:
-        return self.zone.fromutc(when.replace(tzinfo=self.zone)).replace(tzinfo=self)
+        return self.wrapped.fromutc(when.replace(tzinfo=self.wrapped)).replace(tzinfo=self)
 
     def __repr__(self) -> str:
         return f"ShimZone({self.key!r})"

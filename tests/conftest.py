@@ -1,0 +1,129 @@
+"""Shared test helpers.
+
+The `shopapp` fixture application is importable only in the subprocesses that write stores
+and load them back with APScheduler; jobctl always runs as its own process without it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+FIXTURE_APP = TESTS / "fixture_app"
+STORES = TESTS / "fixtures" / "stores"
+VERSIONS = ["3.6.3", "3.9.1", "3.10.4", "3.11.3"]
+FIXTURE_STORES = sorted(p.name for p in STORES.glob("*.sqlite"))
+
+
+def pytest_sessionstart(session):
+    # The rule the whole suite rests on: jobctl's side never sees the application.
+    assert importlib.util.find_spec("shopapp") is None, "the fixture application must not be importable here"
+
+
+def jobctl(*args: str, env: dict | None = None, stdin: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+    """Run jobctl as an operator does: its own process, no fixture application on the path."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
+    environment.update({"COLUMNS": "200", "TZ": "UTC", "PYTHONPATH": ""})
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "jobctl", *args],
+        capture_output=True,
+        text=True,
+        env=environment,
+        input=stdin if stdin is not None else "",
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def aps_python(version: str) -> str:
+    """The python of a venv with that APScheduler release (JOBCTL_TEST_APS_VENVS/VERSION)."""
+    if version == "current":
+        return sys.executable
+    root = os.environ.get("JOBCTL_TEST_APS_VENVS")
+    if not root:
+        pytest.skip(f"APScheduler {version} venv not available: set JOBCTL_TEST_APS_VENVS (bash .ci/aps-venvs.sh DIR)")
+    python = Path(root) / version / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"JOBCTL_TEST_APS_VENVS is set but {python} is missing")
+    return str(python)
+
+
+def _app_env() -> dict:
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(FIXTURE_APP), "PYTHONHASHSEED": "0", "TZ": "UTC"})
+    return env
+
+
+def write_store(url: str, version: str = "current", *args: str) -> None:
+    """Write the fixture application's jobs through that APScheduler's SQLAlchemyJobStore."""
+    subprocess.run(
+        [aps_python(version), str(FIXTURE_APP / "write_store.py"), url, *args],
+        check=True, env=_app_env(), capture_output=True, timeout=300,
+    )
+
+
+def aps_load(url: str, version: str = "current", *args: str) -> dict:
+    """Load every job back with the application's own APScheduler; fail if any row was lost."""
+    result = subprocess.run(
+        [aps_python(version), str(FIXTURE_APP / "load_store.py"), url, *args],
+        env=_app_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    loaded = json.loads(result.stdout)
+    assert loaded["rows_before"] == loaded["rows_after"] == len(loaded["jobs"]), "APScheduler could not restore every job"
+    loaded["by_id"] = {job["id"]: job for job in loaded["jobs"]}
+    return loaded
+
+
+def version_of(store_name: str) -> str:
+    return store_name.split("-")[1].removesuffix(".sqlite")
+
+
+@pytest.fixture
+def store_copy(tmp_path):
+    """Copy a checked-in fixture store; returns (path, url)."""
+
+    def copy(name: str = "aps-3.11.3.sqlite") -> tuple[Path, str]:
+        path = tmp_path / name
+        shutil.copy(STORES / name, path)
+        return path, f"sqlite:///{path}"
+
+    return copy
+
+
+def rows(path: Path) -> dict[str, tuple]:
+    """Every row of a SQLite job table, as raw bytes: what 'byte-identical' is checked on."""
+    with sqlite3.connect(path) as db:
+        return {r[0]: (r[1], bytes(r[2])) for r in db.execute("SELECT id, next_run_time, job_state FROM apscheduler_jobs")}
+
+
+def server_url(variable: str) -> str:
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(f"{variable} is not set (CI sets it; see .ci/run)")
+    return url
+
+
+@pytest.fixture
+def table_name():
+    return f"jobs_{uuid.uuid4().hex[:10]}"
+
+
+def drop_table(url: str, table: str) -> None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()

@@ -1,0 +1,105 @@
+"""Bad input and broken stores: one line on stderr, the SPEC's exit code, nothing created or changed."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from conftest import jobctl, rows
+
+
+def one_line_error(result, code: int) -> str:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jobctl: error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+def test_no_url():
+    assert "pass --url URL or set JOBCTL_URL" in one_line_error(jobctl("list"), 2)
+
+
+@pytest.mark.parametrize(
+    "url, code, words",
+    [
+        ("not a url", 2, "malformed store URL"),
+        ("nosuchdb://host/db", 2, "unknown database kind 'nosuchdb'"),
+        ("postgresql+psycopg2://u@127.0.0.1/db", 1, "pip install 'jobctl[postgresql]'"),
+        ("mysql+mysqldb://root@127.0.0.1/test", 1, "pip install 'jobctl[mysql]'"),
+        ("postgresql://postgres@127.0.0.1:1/test", 1, "cannot reach postgresql://postgres@127.0.0.1:1/test"),
+        ("sqlite://", 1, "in-memory SQLite"),
+    ],
+)
+def test_bad_urls(url, code, words):
+    assert words in one_line_error(jobctl("--url", url, "list"), code)
+
+
+def test_password_is_masked_in_errors():
+    message = one_line_error(jobctl("--url", "postgresql://postgres:s3cret@127.0.0.1:1/test", "list"), 1)
+    assert "s3cret" not in message and "***" in message
+
+
+def test_missing_sqlite_file_is_not_created(tmp_path):
+    missing = tmp_path / "nope.sqlite"
+    assert "no such SQLite file" in one_line_error(jobctl("--url", f"sqlite:///{missing}", "list"), 1)
+    assert "no such SQLite file" in one_line_error(jobctl("--url", f"sqlite:///{missing}", "pause", "x"), 1)
+    assert not missing.exists()
+
+
+def test_missing_table_and_wrong_schema_are_not_created(tmp_path):
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE apscheduler_jobs (id TEXT PRIMARY KEY, payload BLOB)")
+    assert "no table 'jobs'" in one_line_error(jobctl("--url", f"sqlite:///{path}", "--table", "jobs", "list"), 1)
+    assert "not an APScheduler job table" in one_line_error(jobctl("--url", f"sqlite:///{path}", "list"), 1)
+    with sqlite3.connect(path) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["apscheduler_jobs", "sqlite_autoindex_apscheduler_jobs_1"]
+
+
+def test_unknown_job_and_patterns(store_copy):
+    path, url = store_copy()
+    before = rows(path)
+    assert "no job with id 'nope'" in one_line_error(jobctl("--url", url, "show", "nope"), 1)
+    assert "no job has the id 'nope'" in one_line_error(jobctl("--url", url, "pause", "nope"), 1)
+    assert "no job matches 'zzz*'" in one_line_error(jobctl("--url", url, "resume", "zzz*"), 1)
+    assert "no job matches" in one_line_error(jobctl("--url", url, "remove", "zzz*", "--yes"), 1)
+    assert rows(path) == before
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--cron", "0 9 * *"], "expected 5 fields"),
+        (["--cron", "61 9 * * *"], "invalid cron expression"),
+        (["--cron", "0 9 * * 8"], "unknown day '8'"),
+        (["--interval", "0s"], "longer than zero"),
+        (["--interval", "-5m"], "invalid duration"),
+        (["--interval", "soon"], "invalid duration"),
+        (["--at", "next tuesday"], "invalid time"),
+        (["--at", "2026-01-01T00:00+00:00"], "is in the past"),
+        (["--cron", "0 9 * * *", "--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+        (["--cron", "0 9 * * *", "--interval", "1h"], "exactly one of --cron, --interval or --at"),
+        ([], "exactly one of --cron, --interval or --at"),
+    ],
+)
+def test_bad_reschedule_input_changes_nothing(store_copy, args, words):
+    path, url = store_copy()
+    before = rows(path)
+    result = jobctl("--url", url, "reschedule", "daily_reports", *args)
+    assert words in one_line_error(result, 1 if "past" in words else 2)
+    assert rows(path) == before
+
+
+def test_usage_errors_are_one_line_with_exit_2(store_copy):
+    _, url = store_copy()
+    assert "--help" in one_line_error(jobctl("--url", url, "list", "--bogus"), 2)
+    assert "-o" in one_line_error(jobctl("--url", url, "-o", "yaml", "list"), 2)
+    assert one_line_error(jobctl("--url", url, "pause"), 2)
+
+
+def test_remove_refuses_without_terminal_or_yes(store_copy):
+    path, url = store_copy()
+    before = rows(path)
+    assert "pass --yes" in one_line_error(jobctl("--url", url, "remove", "daily_reports"), 1)
+    assert rows(path) == before
