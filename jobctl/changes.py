@@ -13,7 +13,7 @@ from typing import Any
 from jobctl import triggers
 from jobctl.errors import ChangeRefused
 from jobctl.jobs import Job
-from jobctl.times import format_time, make_zone, now, parse_duration, parse_time, relative, zone_name
+from jobctl.times import format_time, in_family, make_zone, now, parse_duration, parse_time, relative, zone_name
 
 
 class Change:
@@ -106,10 +106,19 @@ class Reschedule(Change):
     verb = "reschedule"
     past = "rescheduled"
 
+    store_zone: Any = None  # a zone of the store's family, for jobs that name none
+
+    def family(self, job: Job) -> Any:
+        """The zone whose family new zones take: the job's own, else the store's."""
+        current = job.zone()
+        if current is None or type(current) is dt.timezone:
+            return self.store_zone or current
+        return current
+
     def new_trigger(self, job: Job) -> Any:
         """The trigger the operator asked for, in the job's zone and zone family."""
         current = job.zone()
-        tz = make_zone(self.zone, like=current) if self.zone else current
+        tz = make_zone(self.zone, like=self.family(job)) if self.zone else current
         if tz is None:
             tz = make_zone("UTC")
         if self.cron:
@@ -127,7 +136,8 @@ class Reschedule(Change):
                 raise ChangeRefused(f"{self.at} is in the past; use 'jobctl run {job.id}' to run it now")
         else:
             when = _next_fire(trigger, job.id, at)
-        return job.changed(trigger=triggers.to_record(trigger), next_run_time=when)
+        like = self.family(job)
+        return job.changed(trigger=triggers.to_record(trigger, like), next_run_time=in_family(when, like))
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         zone = zone_name(after.zone())
@@ -141,6 +151,8 @@ def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: 
     """Apply one change to one job in one transaction and say what happened."""
     at = now()
     result: dict[str, Any] = {}
+    if isinstance(change, Reschedule):
+        change.store_zone = store.zone_family()
 
     def apply(job: Job) -> tuple[bytes, float | None] | None:
         new_row = change.apply(job, at)

@@ -220,6 +220,24 @@ class Store:
             ids.extend(i for i in found if i not in ids)
         return ids
 
+    def zone_family(self, sample: int = 50) -> Any:
+        """A zone of the family this store's APScheduler writes (pytz before 3.11), or None.
+
+        Used when the job being changed names no zone of its own (only a fixed UTC offset).
+        """
+        from sqlalchemy import select
+
+        blobs = self._run(lambda conn: [bytes(b) for (b,) in conn.execute(select(self.jobs.c.job_state).limit(sample))])
+        if any(b"pytz_deprecation_shim" in blob for blob in blobs):
+            from jobctl.times import ShimZone, make_zone
+
+            return ShimZone(make_zone("UTC"), "UTC")
+        if any(b"pytz" in blob for blob in blobs):
+            import pytz
+
+            return pytz.utc
+        return None
+
     # --- writing ---------------------------------------------------------------------
 
     def change(self, job_id: str, apply: Callable[[Job], tuple[bytes, float | None] | None], dry_run: bool = False) -> tuple[Job, Job]:

@@ -81,6 +81,26 @@ def make_zone(name: str, like: Any = None) -> dt.tzinfo:
         raise UsageError(f"unknown time zone {name!r} (use a name like Europe/Paris)") from None
 
 
+def in_family(value: Any, like: Any) -> Any:
+    """A zone or datetime moved into the zone family of `like` (pytz, the 3.9 shim, or as is).
+
+    APScheduler 3.11, which builds jobctl's new triggers, turns pytz zones into zoneinfo; a
+    store written by an older release must get back the zone classes it wrote.
+    """
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is None else value.astimezone(in_family(value.tzinfo, like))
+    if not isinstance(value, dt.tzinfo) or like is None or type(value) is type(like):
+        return value
+    if is_pytz(like):
+        import pytz
+
+        return pytz.timezone(zone_name(value))
+    if isinstance(like, ShimZone):
+        name = zone_name(value)
+        return ShimZone(make_zone(name), name)
+    return value
+
+
 def local_zone() -> dt.tzinfo:
     try:
         import tzlocal

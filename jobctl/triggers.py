@@ -12,7 +12,7 @@ from typing import Any
 
 from jobctl.errors import UsageError
 from jobctl.state import Record, is_stand_in, ref_of, stand_in_class
-from jobctl.times import format_duration, localize, zone_name
+from jobctl.times import format_duration, in_family, localize, zone_name
 
 _CRON = "apscheduler.triggers.cron"
 _FIELDS = "apscheduler.triggers.cron.fields"
@@ -142,9 +142,9 @@ def _every(items: list) -> int | None:
     return None
 
 
-def _expr_text(kind: str, e: dict, names: list[str] | None = None) -> str:
+def _expr_text(kind: str, e: dict, months: bool = False) -> str:
     def name(n: int) -> str:
-        return names[n] if names else str(n)
+        return MONTH_NAMES[n - 1] if months else str(n)  # months are 1-based, numbers or names
 
     if kind == "AllExpression":
         return f"every {e['step']}" if e.get("step") else "any"
@@ -153,8 +153,6 @@ def _expr_text(kind: str, e: dict, names: list[str] | None = None) -> str:
     if kind == "WeekdayPositionExpression":
         return f"the {POSITIONS[e['option_num']]} {DAY_NAMES[e['weekday']]}"
     first, last, step = e["first"], e.get("last"), e.get("step")
-    if kind == "MonthRangeExpression":
-        first, last = first - 1, None if last is None else last - 1
     text = name(first) if last in (None, first) else f"{name(first)} to {name(last)}"
     if step:
         text += f" every {step}"
@@ -210,7 +208,7 @@ def _describe_cron(state: dict) -> str:
         plain = all(k == "RangeExpression" for k, _ in fields["day"])
         days.append(("on day " if plain else "on ") + _join(dom) + " of the month")
     if not _is_any(fields["month"]):
-        days.append("in " + _join([_expr_text(k, e, MONTH_NAMES) for k, e in fields["month"]]))
+        days.append("in " + _join([_expr_text(k, e, months=True) for k, e in fields["month"]]))
     if not _is_any(fields["week"]):
         days.append("in ISO week " + _join([_expr_text(k, e) for k, e in fields["week"]]))
     if not _is_any(fields["year"]):
@@ -462,22 +460,22 @@ def date_trigger(at: dt.datetime, tz: dt.tzinfo) -> Any:
     return DateTrigger(run_date=at, timezone=tz)
 
 
-def to_record(value: Any) -> Any:
-    """A real APScheduler trigger as the same records decoding produces (one writing path)."""
+def to_record(value: Any, like: Any = None) -> Any:
+    """A real APScheduler trigger as the same records decoding produces (one writing path).
+
+    Zones and datetimes move into the zone family of `like`, the job's current zone.
+    """
     module, name = type(value).__module__, type(value).__qualname__
-    if (module, name) in KINDS:
+    if (module, name) in KINDS or module.startswith("apscheduler.triggers.cron."):
         record = object.__new__(stand_in_class(module, name))
-        record.__dict__.update(to_record(value.__getstate__()))
-        return record
-    if module.startswith("apscheduler.triggers.cron."):
-        record = object.__new__(stand_in_class(module, name))
-        record.__dict__.update(to_record(dict(vars(value))))
+        state = value.__getstate__() if (module, name) in KINDS else dict(vars(value))
+        record.__dict__.update(to_record(state, like))
         return record
     if isinstance(value, dict):
-        return {k: to_record(v) for k, v in value.items()}
+        return {k: to_record(v, like) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(to_record(v) for v in value)
-    return value
+        return type(value)(to_record(v, like) for v in value)
+    return in_family(value, like)
 
 
 def trigger_zone(trigger: Any) -> dt.tzinfo | None:
