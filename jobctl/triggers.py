@@ -12,7 +12,7 @@ from typing import Any
 
 from jobctl.errors import UsageError
 from jobctl.state import Record, is_stand_in, ref_of, stand_in_class
-from jobctl.times import format_duration, in_family, localize, zone_name
+from jobctl.times import format_duration, in_family, zone_name
 
 _CRON = "apscheduler.triggers.cron"
 _FIELDS = "apscheduler.triggers.cron.fields"
@@ -336,14 +336,22 @@ def _without_jitter(trigger: Any) -> Any:
     return trigger
 
 
-_AND_LIMIT = 10000  # APScheduler's AndTrigger loops forever when its triggers never agree
+_AND_LIMIT = 10000  # steps before an AndTrigger whose triggers never agree is given up on
 
 
 def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
-    """APScheduler's get_next_fire_time, with AndTrigger's search bounded."""
+    """APScheduler's get_next_fire_time, except for AndTrigger.
+
+    APScheduler 3's AndTrigger passes the previous fire time to its triggers while it searches,
+    and cron and interval triggers then ignore `now`: unless they agree at once it loops
+    forever (a running scheduler hangs after the job's first run). jobctl searches for the
+    first time after the previous one that every trigger agrees on, in bounded steps.
+    """
     if KINDS.get(ref_of(trigger) or (type(trigger).__module__, type(trigger).__name__)) == "and":
+        if previous is not None:
+            now = max(now, previous + dt.timedelta(microseconds=1))
         for _ in range(_AND_LIMIT):
-            times = [next_fire_time(sub, previous, now) for sub in trigger.triggers]
+            times = [next_fire_time(sub, None, now) for sub in trigger.triggers]
             if None in times:
                 return None
             if min(times) == max(times):
@@ -493,6 +501,3 @@ def trigger_zone(trigger: Any) -> dt.tzinfo | None:
         return None
     return state.get("timezone")
 
-
-def at_in_zone(naive_or_aware: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
-    return localize(naive_or_aware, tz) if naive_or_aware.tzinfo is None else naive_or_aware

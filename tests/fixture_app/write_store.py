@@ -53,8 +53,12 @@ def add_jobs(scheduler, extra=0):
     scheduler.add_job(jobs.rotate_logs, "cron", day="1st mon", month="jan,jul", hour=8,
                       id="first_monday")
     scheduler.add_job(jobs.sync_inventory, "interval", minutes=30, jitter=60, id="jittery_sync")
-    scheduler.add_job(jobs.rotate_logs, AndTrigger([IntervalTrigger(hours=2),
-                                                   CronTrigger(day_of_week="sat,sun")]),
+    # every two hours at weekends. (APScheduler's own example, IntervalTrigger(hours=2) with
+    # CronTrigger(day_of_week='sat,sun'), never agrees; and an AndTrigger holding any
+    # IntervalTrigger hangs APScheduler after its first run, so two cron triggers it is.)
+    scheduler.add_job(jobs.rotate_logs,
+                      AndTrigger([CronTrigger(hour="*/2", timezone="UTC"),
+                                  CronTrigger(day_of_week="sat,sun", hour="*", timezone="UTC")]),
                       id="weekend_every_two_hours")
     scheduler.add_job(jobs.rotate_logs, OrTrigger([CronTrigger(hour=3), CronTrigger(hour=15)]),
                       id="twice_daily")
