@@ -11,6 +11,8 @@ from __future__ import annotations
 import fnmatch
 import importlib.util
 import os
+import random
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -19,7 +21,7 @@ from jobctl.jobs import Job
 
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
 SQLITE_BUSY_TIMEOUT = 10  # seconds to wait for another writer's lock
-RETRIES = 5
+RETRIES = 8
 _GLOB_CHARS = set("*?[")
 
 # driver a bare dialect name gets, by preference, and the extra that installs one
@@ -274,10 +276,11 @@ class Store:
             )
             return (before, after) if result.rowcount == 1 else None
 
-        for _ in range(RETRIES):
+        for attempt_number in range(RETRIES):
             outcome = self._run(attempt)
             if outcome is not None:
                 return outcome
+            time.sleep(random.uniform(0.01, 0.05) * (attempt_number + 1))  # let the other writer finish
         raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
 
     def delete(self, job_ids: list[str]) -> int:
