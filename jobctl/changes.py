@@ -13,7 +13,17 @@ from typing import Any
 from jobctl import triggers
 from jobctl.errors import ChangeRefused
 from jobctl.jobs import Job
-from jobctl.times import format_time, in_family, make_zone, now, parse_duration, parse_time, relative, zone_name
+from jobctl.times import (
+    format_time,
+    from_timestamp,
+    in_family,
+    make_zone,
+    now,
+    parse_duration,
+    parse_time,
+    relative,
+    zone_name,
+)
 
 
 class Change:
@@ -147,6 +157,24 @@ class Reschedule(Change):
         )
 
 
+def wake_up_note(store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+    """APScheduler 3 re-reads its store only when it wakes for its next due job: say so when
+    this change makes the job due before that, so the operator is not surprised by the wait."""
+    new = after.next_run_timestamp
+    if new is None or (before.next_run_timestamp is not None and new >= before.next_run_timestamp):
+        return ""
+    wake = store.soonest_other(before.id)
+    if before.next_run_timestamp is not None:
+        wake = before.next_run_timestamp if wake is None else min(wake, before.next_run_timestamp)
+    if wake is None or wake <= new + 1:
+        return ""
+    when = from_timestamp(wake)
+    return (
+        f"\n  note: a running scheduler may sleep until {format_time(when, tz)} ({relative(when, at)}), "
+        "when its next job is due, before it sees this (README: 'Scheduler wake-up')"
+    )
+
+
 def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: bool) -> str:
     """Apply one change to one job in one transaction and say what happened."""
     at = now()
@@ -162,5 +190,5 @@ def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: 
     before, after = store.change(job_id, apply, dry_run=dry_run)
     if not result["changed"]:
         return change.unchanged(before, at, tz)
-    text = change.message(before, after, at, tz)
+    text = change.message(before, after, at, tz) + wake_up_note(store, before, after, at, tz)
     return f"dry run, nothing changed: {text}" if dry_run else text

@@ -317,6 +317,13 @@ class Store:
             "soonest": soonest,
         }
 
+    def soonest_other(self, job_id: str) -> float | None:
+        """The earliest next_run_time of the other jobs: when a sleeping scheduler wakes."""
+        from sqlalchemy import func, select
+
+        c = self.jobs.c
+        return self._run(lambda conn: conn.execute(select(func.min(c.next_run_time)).where(c.id != job_id)).scalar())
+
     def overdue_jobs(self, before: float, limit: int) -> list[Job]:
         """The most overdue jobs (next run before `before`), oldest first."""
         from sqlalchemy import select

@@ -13,8 +13,8 @@ import sqlite3
 
 import apscheduler
 import pytest
-from conftest import FIXTURE_STORES, aps_load, jobctl, rows, version_of
 
+from conftest import FIXTURE_STORES, aps_load, jobctl, rows, version_of
 from jobctl import state
 from jobctl.times import utc_timestamp
 

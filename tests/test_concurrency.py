@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import aps_load, drop_table, server_url, write_store
 
+from conftest import aps_load, drop_table, server_url, write_store
 from jobctl import state
 from jobctl.jobs import Job
 from jobctl.store import Store

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+
 from conftest import aps_load, drop_table, jobctl, server_url, write_store
 
 SERVERS = {

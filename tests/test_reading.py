@@ -7,6 +7,7 @@ import json
 import sqlite3
 
 import pytest
+
 from conftest import FIXTURE_STORES, STORES, jobctl, rows, version_of
 
 EXPECTED_IDS = {

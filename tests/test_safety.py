@@ -7,8 +7,8 @@ import pickle
 import sqlite3
 
 import pytest
-from conftest import jobctl, rows
 
+from conftest import jobctl, rows
 from jobctl import state
 from jobctl.errors import UnreadableState
 

@@ -1,0 +1,41 @@
+"""Run the application's scheduler on a store until killed (for the live-scheduler tests).
+
+    PYTHONPATH=tests/fixture_app python tests/fixture_app/run_scheduler.py URL [--wakeup SECONDS]
+
+--wakeup adds the remedy the README documents: a no-op interval job in a memory job store,
+so the scheduler wakes (and re-reads every job store) at least every SECONDS seconds.
+"""
+
+import argparse
+import signal
+import sys
+import time
+
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+
+
+def wake_up():
+    """Nothing: running at all is the point (the scheduler re-reads its stores when it wakes)."""
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("--wakeup", type=float, default=None)
+    parser.add_argument("--table", default="apscheduler_jobs")
+    options = parser.parse_args()
+    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=options.url, tablename=options.table)}, timezone="UTC")
+    if options.wakeup:
+        scheduler.add_jobstore(MemoryJobStore(), "wakeup")
+        scheduler.add_job(wake_up, "interval", seconds=options.wakeup, jobstore="wakeup", id="wakeup")
+    scheduler.start()
+    print("started", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (scheduler.shutdown(wait=False), sys.exit(0)))
+    while True:
+        time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()
