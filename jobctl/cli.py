@@ -13,7 +13,7 @@ import click
 from jobctl import __version__
 from jobctl.errors import ChangeRefused, JobctlError, UsageError
 
-OUTPUTS = ["table", "json", "plain"]
+OUTPUTS = ["table", "json", "plain", "csv"]
 STATES = ["scheduled", "paused", "overdue", "unreadable"]
 _SETTINGS = "jobctl.settings"
 
@@ -113,6 +113,9 @@ def cli() -> None:
     """
 
 
+no_headers_option = click.option("--no-headers", is_flag=True, help="Leave out the header line (table and csv output).")
+
+
 # --- reading -----------------------------------------------------------------------------
 
 
@@ -120,7 +123,7 @@ def cli() -> None:
 @click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="Only jobs in this state (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many jobs.")
-@click.option("--no-headers", is_flag=True, help="Leave out the table's header line.")
+@no_headers_option
 @connection_options(top_level=False)
 def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | None, no_headers: bool) -> None:
     """List jobs, soonest first, paused and unreadable last.
@@ -155,6 +158,9 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
     elif fmt == "plain":
         for row in rows():
             click.echo(render.plain_line(row))
+    elif fmt == "csv":
+        for chunk in render.csv_lines(rows(), render.LIST_FIELDS, headers=not no_headers):
+            click.echo(chunk, nl=False)
     else:
         table = list(rows())
         if table:
@@ -178,6 +184,44 @@ def show(job_id: str, count: int) -> None:
         click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
     else:
         click.echo(render.show_text(detail, tz))
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.option("--within", default="24h", show_default=True, metavar="DURATION", help="How far ahead to look: 90m, 12h, 7d.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="At most this many runs.")
+@no_headers_option
+@connection_options(top_level=False)
+def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: bool) -> None:
+    """Every run of every job in the next DURATION, in time order: what runs tonight?
+
+    Like `systemctl list-timers`. Paused and unreadable jobs have no runs.
+    """
+    import itertools
+
+    from jobctl import render
+    from jobctl.jobs import upcoming_runs
+    from jobctl.times import format_iso, now, parse_duration, relative
+
+    window = parse_duration(within)
+    store, tz, at = open_store(), display_zone(), now()
+    problems: list[str] = []
+    runs = itertools.islice(upcoming_runs(store.iter_jobs(patterns, paused=False), at, at + window, problems), limit)
+    rows = ({"time": format_iso(when, tz), "in": relative(when, at), "id": job.id, "trigger": job.schedule} for when, job in runs)
+    fmt = output()
+    if fmt == "json":
+        for chunk in render.json_array(rows):
+            click.echo(chunk, nl=False)
+    elif fmt == "csv":
+        for chunk in render.csv_lines(rows, ["time", "id", "trigger"], headers=not no_headers):
+            click.echo(chunk, nl=False)
+    elif fmt == "plain":
+        for row in rows:
+            click.echo(f"{row['time']}\t{row['id']}")
+    else:
+        click.echo(render.upcoming_table(list(rows), tz, headers=not no_headers) or f"no runs in the next {within}")
+    for problem in problems:
+        click.echo(f"jobctl: warning: {problem}", err=True)
 
 
 # --- changing ------------------------------------------------------------------------------

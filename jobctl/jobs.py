@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import heapq
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from jobctl import state as states
@@ -119,3 +121,23 @@ class Job:
         new_state = dict(self.state)
         new_state.update(fields)
         return states.encode(new_state, states.protocol_of(self.raw)), utc_timestamp(new_state["next_run_time"])
+
+
+def upcoming_runs(jobs: Iterable[Job], at: dt.datetime, until: dt.datetime, problems: list[str]) -> Iterator[tuple[dt.datetime, Job]]:
+    """Every (fire time, job) from `at` to `until`, in time order across all jobs.
+
+    Jobs whose fire times cannot be computed are skipped and named in `problems`.
+    """
+
+    def runs(job: Job) -> Iterator[tuple[dt.datetime, Job]]:
+        try:
+            for when in triggers.iter_fire_times(job.trigger, at, first=job.next_run_time):
+                if when > until:
+                    return
+                if when >= at:
+                    yield when, job
+        except Exception as exc:  # noqa: BLE001 - one odd trigger does not stop the others
+            problems.append(f"cannot compute the fire times of {job.id!r}: {exc}")
+
+    active = (job for job in jobs if job.readable and job.next_run_time is not None)
+    return heapq.merge(*(runs(job) for job in active), key=lambda run: run[0])

@@ -256,8 +256,39 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
     return tabulate(table, headers=columns if headers else (), tablefmt="plain", disable_numparse=True)
 
 
+def upcoming_table(rows: list[dict[str, Any]], tz: dt.tzinfo, headers: bool = True) -> str:
+    """`upcoming` as a table: TIME, LEFT, ID, SCHEDULE."""
+    from tabulate import tabulate
+
+    if not rows:
+        return ""
+    table = [[format_time(_parse(r["time"]), tz), r["in"], r["id"], r["trigger"]] for r in rows]
+    return tabulate(table, headers=["TIME", "LEFT", "ID", "SCHEDULE"] if headers else (), tablefmt="plain", disable_numparse=True)
+
+
 def _parse(iso: str) -> dt.datetime:
     return dt.datetime.fromisoformat(iso)
+
+
+LIST_FIELDS = ["id", "name", "func", "trigger", "trigger_type", "next_run_time", "next_run_in", "state", "error"]
+
+
+def csv_lines(rows: Iterable[dict[str, Any]], fields: list[str], headers: bool = True) -> Iterator[str]:
+    """CSV, one line per row, streamed (the header row names the JSON fields)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if headers:
+        writer.writerow(fields)
+    for row in rows:
+        writer.writerow(["" if row.get(f) is None else row[f] for f in fields])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if headers and buffer.getvalue():
+        yield buffer.getvalue()
 
 
 def plain_line(row: dict[str, Any]) -> str:

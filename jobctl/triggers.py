@@ -8,6 +8,8 @@ built from that state by `realize`, which resolves only APScheduler's own trigge
 from __future__ import annotations
 
 import datetime as dt
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 from jobctl.errors import UsageError
@@ -361,16 +363,22 @@ def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime)
     return trigger.get_next_fire_time(previous, now)
 
 
-def fire_times(trigger: Any, after: dt.datetime, count: int, first: dt.datetime | None = None) -> list[dt.datetime]:
-    """The next `count` fire times: `first` (the stored next run) then its successors."""
+def iter_fire_times(trigger: Any, after: dt.datetime, first: dt.datetime | None = None) -> Iterator[dt.datetime]:
+    """Fire times from `first` (the stored next run, shown even when past) on, then every
+    later one not before `after`; without `first`, from the trigger's next fire after `after`."""
     real = _without_jitter(realize(trigger))
-    times: list[dt.datetime] = []
     current = first if first is not None else next_fire_time(real, None, after)
-    while current is not None and len(times) < count:
-        if current >= after or not times:
-            times.append(current)
+    shown = False
+    while current is not None:
+        if current >= after or not shown:
+            yield current
+            shown = True
         current = next_fire_time(real, current, current)
-    return times
+
+
+def fire_times(trigger: Any, after: dt.datetime, count: int, first: dt.datetime | None = None) -> list[dt.datetime]:
+    """The next `count` fire times (see iter_fire_times)."""
+    return list(itertools.islice(iter_fire_times(trigger, after, first), count))
 
 
 # --- new triggers from the command line ------------------------------------------------------

@@ -1,0 +1,36 @@
+"""`jobctl --help` and `--version` stay instant: they import neither SQLAlchemy nor APScheduler."""
+
+import subprocess
+import sys
+
+import jobctl
+
+PROBE = """
+import sys
+sys.argv = ["jobctl", *sys.argv[1:]]
+from jobctl.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted({m.split('.')[0] for m in sys.modules} & {"sqlalchemy", "apscheduler", "pytz", "humanize", "tabulate"})
+print("HEAVY:", ",".join(heavy))
+"""
+
+
+def loaded_after(*args: str) -> tuple[str, str]:
+    result = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
+    output = result.stdout
+    return output, output.rsplit("HEAVY:", 1)[1].strip()
+
+
+def test_help_imports_nothing_heavy():
+    output, heavy = loaded_after("--help")
+    assert "Usage: jobctl" in output and heavy == ""
+    output, heavy = loaded_after("list", "--help")
+    assert "PATTERN" in output and heavy == ""
+
+
+def test_version_imports_nothing_heavy():
+    output, heavy = loaded_after("--version")
+    assert jobctl.__version__ in output and heavy == ""
