@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import click
 
 from jobctl import __version__
-from jobctl.errors import ChangeRefused, JobctlError, UsageError
+from jobctl.errors import ChangeRefused, JobctlError, StoreError, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
 STATES = ["scheduled", "paused", "overdue", "unreadable"]
@@ -25,12 +25,21 @@ class Settings:
     schema: str | None = None
     output: str = "table"
     tz: str | None = None
+    store: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)  # option, environment or default
+
+
+_SOURCE_NAMES = {click.core.ParameterSource.COMMANDLINE: "option", click.core.ParameterSource.ENVIRONMENT: "environment"}
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Keep a connection option; one given after the command name wins over one before it."""
     if value is not None:
-        setattr(ctx.find_root().meta.setdefault(_SETTINGS, Settings()), param.name, value)
+        settings = ctx.find_root().meta.setdefault(_SETTINGS, Settings())
+        source = _SOURCE_NAMES.get(ctx.get_parameter_source(param.name), "default")
+        if source != "default" or settings.sources.get(param.name, "default") == "default":
+            setattr(settings, param.name, value)
+            settings.sources[param.name] = source
     return value
 
 
@@ -53,6 +62,7 @@ def connection_options(top_level: bool, display_tz: bool = True):
         )
 
     options = [
+        option("--store", envvar="JOBCTL_STORE", metavar="NAME", help="A named store from the config file (see `jobctl config`)."),
         option("--url", envvar="JOBCTL_URL", metavar="URL", help="SQLAlchemy URL of the job store (sqlite:///jobs.sqlite, postgresql://user@host/db)."),
         option("--table", envvar="JOBCTL_TABLE", default="apscheduler_jobs", metavar="NAME", help="Job table name (default apscheduler_jobs)."),
         option("--schema", envvar="JOBCTL_SCHEMA", metavar="NAME", help="Database schema holding the table."),
@@ -74,17 +84,63 @@ def settings() -> Settings:
     return ctx.find_root().meta.setdefault(_SETTINGS, Settings())
 
 
-def open_store(write: bool = False):
-    from jobctl.store import Store
+def resolved():
+    """The settings with the named store from the config file merged under them."""
+    from jobctl import config
 
     s = settings()
-    return Store(s.url, s.table, s.schema, write=write)
+    given = {"url": s.url, "table": s.table, "schema": s.schema, "store": s.store}
+    return config.resolve(given, s.sources)
+
+
+def open_store(write: bool = False, create: bool = False):
+    from jobctl.store import Store
+
+    values = resolved().values
+    return Store(values["url"], values["table"], values["schema"], write=write, create=create)
 
 
 def display_zone():
     from jobctl.times import display_zone as zone
 
     return zone(settings().tz)
+
+
+def complete_job_ids(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of job ids, read from the store the command line names.
+
+    Click completes without running option callbacks, so the connection options are read
+    from the words the shell passes (COMP_WORDS), then the environment and config file.
+    A completion never prints an error: any failure completes nothing.
+    """
+    import shlex
+
+    try:
+        with ctx:  # Click completes without making the context current
+            return _job_ids_for(shlex.split(os.environ.get("COMP_WORDS", "")), incomplete)
+    except Exception:  # noqa: BLE001 - completion must stay silent
+        return []
+
+
+def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
+    s = settings()
+    for n, word in enumerate(words):
+        for key in ("url", "store", "table", "schema"):
+            flag = f"--{key}"
+            if word == flag and n + 1 < len(words):
+                value = words[n + 1]
+            elif word.startswith(flag + "="):
+                value = word.split("=", 1)[1]
+            else:
+                continue
+            setattr(s, key, value)
+            s.sources[key] = "option"
+    for key in ("url", "store", "table", "schema"):
+        variable = f"JOBCTL_{key.upper()}"
+        if key not in s.sources and os.environ.get(variable):
+            setattr(s, key, os.environ[variable])
+            s.sources[key] = "environment"
+    return open_store().ids_starting_with(incomplete, 200)
 
 
 def output() -> str:
@@ -120,7 +176,7 @@ no_headers_option = click.option("--no-headers", is_flag=True, help="Leave out t
 
 
 @cli.command("list")
-@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...", shell_complete=complete_job_ids)
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="Only jobs in this state (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many jobs.")
 @no_headers_option
@@ -170,7 +226,7 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", shell_complete=complete_job_ids)
 @click.option("--count", default=5, show_default=True, type=click.IntRange(min=0, max=1000), help="How many upcoming fire times to show.")
 @connection_options(top_level=False)
 def show(job_id: str, count: int) -> None:
@@ -187,7 +243,7 @@ def show(job_id: str, count: int) -> None:
 
 
 @cli.command()
-@click.argument("patterns", nargs=-1, metavar="[PATTERN]...")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...", shell_complete=complete_job_ids)
 @click.option("--within", default="24h", show_default=True, metavar="DURATION", help="How far ahead to look: 90m, 12h, 7d.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="At most this many runs.")
 @no_headers_option
@@ -246,7 +302,7 @@ def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> Non
 
 
 @cli.command()
-@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
 @dry_run_option
 @connection_options(top_level=False)
 def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
@@ -257,7 +313,7 @@ def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
 
 
 @cli.command()
-@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
 @dry_run_option
 @connection_options(top_level=False)
 def resume(patterns: tuple[str, ...], dry_run: bool) -> None:
@@ -268,7 +324,7 @@ def resume(patterns: tuple[str, ...], dry_run: bool) -> None:
 
 
 @cli.command("run")
-@click.argument("patterns", nargs=-1, required=True, metavar="JOB_ID...")
+@click.argument("patterns", nargs=-1, required=True, metavar="JOB_ID...", shell_complete=complete_job_ids)
 @dry_run_option
 @connection_options(top_level=False)
 def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
@@ -279,7 +335,7 @@ def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
 
 
 @cli.command()
-@click.argument("job_id")
+@click.argument("job_id", shell_complete=complete_job_ids)
 @click.option("--cron", metavar="EXPR", help="A crontab line's 5 fields, crontab's day numbers (0 or 7 = Sunday): '0 9 * * 1-5'.")
 @click.option("--interval", metavar="DURATION", help="Run every DURATION: 90s, 15m, 2h, 1h30m, 1d, 1w.")
 @click.option("--at", "at_time", metavar="DATETIME", help="Run once at an ISO 8601 time: 2026-11-25T14:58.")
@@ -297,7 +353,7 @@ def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str
 
 
 @cli.command()
-@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...")
+@click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @dry_run_option
 @connection_options(top_level=False)
@@ -319,6 +375,92 @@ def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
         click.echo(f"removed {job_id}")
     if removed != len(ids):
         raise ChangeRefused(f"{len(ids) - removed} of the jobs were already gone (removed by a scheduler?)")
+
+
+@cli.command("config")
+@connection_options(top_level=False)
+def show_config() -> None:
+    """Print the settings jobctl would use, and where each comes from (secrets masked)."""
+    from jobctl.config import masked
+
+    r = resolved()
+    s = settings()
+    found = "" if r.path.exists() else " (not found)"
+    rows = [
+        ("config file", f"{r.path}{found}"),
+        ("store", r.store or "-"),
+        ("url", f"{masked(r.values['url']) or '-'}  ({r.sources.get('url', 'not set')})"),
+        ("table", f"{r.values['table']}  ({r.sources.get('table', 'default')})"),
+        ("schema", f"{r.values['schema'] or '-'}  ({r.sources.get('schema', 'default')})"),
+        ("output", f"{s.output}  ({s.sources.get('output', 'default')})"),
+        ("time zone", f"{s.tz or 'local'}  ({s.sources.get('tz', 'default')})"),
+    ]
+    if output() == "json":
+        click.echo(json.dumps({k.replace(" ", "_"): v for k, v in rows}, indent=2))
+    else:
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            click.echo(f"{key + ':':<{width + 1}} {value}")
+
+
+# --- backup, restore, migration ----------------------------------------------------------------
+
+
+@cli.command("export")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...", shell_complete=complete_job_ids)
+@click.option("--file", "-f", "path", type=click.Path(dir_okay=False, writable=True), help="Write to FILE instead of standard output.")
+@connection_options(top_level=False)
+def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
+    """Write jobs as a JSON document that `jobctl import` restores byte for byte.
+
+    Each job has readable fields (id, name, func, schedule in words, next run) and its exact
+    row (the next_run_time column and job_state in base64).
+    """
+    from jobctl import transfer
+    from jobctl.times import now
+
+    store, tz = open_store(), display_zone()
+    source = {"dialect": store.dialect, "table": store.table_name, "schema": store.schema}
+    lines = transfer.export_lines(store.iter_jobs(patterns), now(), tz, source)
+    if path:
+        with click.open_file(path, "w", encoding="utf-8", atomic=True) as out:
+            for line in lines:
+                out.write(line)
+    else:
+        for line in lines:
+            click.echo(line, nl=False)
+
+
+@cli.command("import")
+@click.argument("path", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--replace", is_flag=True, help="Overwrite jobs whose ids already exist.")
+@click.option("--create-table", is_flag=True, help="Create the job table (as APScheduler would) if it is missing.")
+@dry_run_option
+@connection_options(top_level=False)
+def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> None:
+    """Restore jobs from a `jobctl export` document (FILE, or - for standard input).
+
+    Rows are written exactly as exported, all in one transaction. Ids that already exist are
+    refused unless --replace. Nothing is created unless --create-table.
+    """
+    from jobctl import transfer
+
+    try:
+        with click.open_file(path, "r", encoding="utf-8") as source:
+            text = source.read()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    rows = transfer.read_document(text)
+    try:
+        store = open_store(write=True, create=create_table and not dry_run)
+    except StoreError:
+        if not (dry_run and create_table):
+            raise
+        click.echo(f"dry run, nothing changed: would create the job table and import {len(rows)} job(s)")
+        return
+    added, replaced = transfer.import_rows(store, rows, replace, dry_run)
+    prefix = "dry run, nothing changed: would import" if dry_run else "imported"
+    click.echo(f"{prefix} {len(rows)} job(s): {len(added)} added, {len(replaced)} replaced")
 
 
 # --- health and demo -------------------------------------------------------------------------
@@ -359,7 +501,7 @@ def demo(path: str) -> None:
 
     url = demo_store.write(path)
     s = settings()
-    s.url = url
+    s.url, s.sources["url"] = url, "option"
     click.echo(f"wrote a demo job store to {path}: {demo_store.JOB_COUNT} jobs of a shop application\n")
     ctx = click.get_current_context()
     ctx.invoke(list_jobs, patterns=(), states=(), limit=None, no_headers=False)

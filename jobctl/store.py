@@ -40,13 +40,15 @@ def is_pattern(text: str) -> bool:
 class Store:
     """An APScheduler job table reached through SQLAlchemy, opened read-only unless `write`."""
 
-    def __init__(self, url: str | None, table: str, schema: str | None = None, write: bool = False) -> None:
+    def __init__(self, url: str | None, table: str, schema: str | None = None, write: bool = False, create: bool = False) -> None:
+        """`create` (import --create-table only) makes a missing SQLite file and job table."""
         if not url:
             raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
         self.url_text = url
         self.table_name = table
         self.schema = schema
-        self.write = write
+        self.write = write or create
+        self.create = create
         self.engine = self._engine(url)
         self.dialect = self.engine.dialect.name
         self.jobs = self._table()
@@ -95,9 +97,10 @@ class Store:
         path = url.database
         if not path or path == ":memory:":
             raise StoreError("an in-memory SQLite database holds no jobs: give the store's file path")
-        if not os.path.isfile(path):
+        if not os.path.isfile(path) and not self.create:
             raise StoreError(f"no such SQLite file: {path}")
-        mode = "rw" if self.write else "ro"  # mode=rw/ro: sqlite3 never creates the file
+        # mode=ro/rw never create the file; rwc (create) only for import --create-table
+        mode = "rwc" if self.create else "rw" if self.write else "ro"
         uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
 
         def connect() -> sqlite3.Connection:
@@ -110,8 +113,19 @@ class Store:
         from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
         where = f"{self.schema}.{self.table_name}" if self.schema else self.table_name
+        table = Table(
+            self.table_name,
+            MetaData(),
+            Column("id", Unicode(191), primary_key=True),
+            Column("next_run_time", Float(25), index=True),
+            Column("job_state", LargeBinary, nullable=False),
+            schema=self.schema,
+        )  # exactly the table SQLAlchemyJobStore defines
         try:
             inspector = inspect(self.engine)
+            if self.create and not inspector.has_table(self.table_name, schema=self.schema):
+                table.create(self.engine)
+                return table
             if not inspector.has_table(self.table_name, schema=self.schema):
                 raise StoreError(
                     f"no table {where!r} in {self.safe_url}: not an APScheduler job store "
@@ -127,14 +141,7 @@ class Store:
             raise StoreError(
                 f"table {where!r} is not an APScheduler job table (no column {', '.join(sorted(missing))})"
             )
-        return Table(
-            self.table_name,
-            MetaData(),
-            Column("id", Unicode(191), primary_key=True),
-            Column("next_run_time", Float(25)),
-            Column("job_state", LargeBinary, nullable=False),
-            schema=self.schema,
-        )
+        return table
 
     def _run(self, work: Callable[[Any], Any]) -> Any:
         """Run `work(connection)` in one transaction, database errors as StoreError."""
@@ -207,6 +214,14 @@ class Store:
         if row is None:
             raise NoSuchJob(f"no job with id {job_id!r}")
         return Job(row[0], row[1], row[2])
+
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Job ids for shell completion."""
+        from sqlalchemy import select
+
+        c = self.jobs.c
+        query = select(c.id).where(c.id.like(_like(prefix) + "%", escape="\\")).order_by(c.id).limit(limit)
+        return [i for (i,) in self._run(lambda conn: conn.execute(query).all()) if i.startswith(prefix)]
 
     def resolve(self, patterns: Iterable[str]) -> list[str]:
         """The ids the operator named: exact ids must exist, each glob must match something."""
@@ -282,6 +297,30 @@ class Store:
                 return outcome
             time.sleep(random.uniform(0.01, 0.05) * (attempt_number + 1))  # let the other writer finish
         raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
+
+    def existing_ids(self, job_ids: list[str]) -> list[str]:
+        from sqlalchemy import select
+
+        found: list[str] = []
+        for start in range(0, len(job_ids), 500):
+            chunk = job_ids[start : start + 500]
+            query = select(self.jobs.c.id).where(self.jobs.c.id.in_(chunk))
+            found += [i for (i,) in self._run(lambda conn, q=query: conn.execute(q).all())]
+        return found
+
+    def write_rows(self, rows: list[tuple[str, float | None, bytes]], replace: bool) -> None:
+        """Insert rows exactly as given, in one transaction (replacing existing ones if asked)."""
+        from sqlalchemy import delete, insert
+
+        def work(conn: Any) -> None:
+            if replace:
+                ids = [r[0] for r in rows]
+                for start in range(0, len(ids), 500):
+                    conn.execute(delete(self.jobs).where(self.jobs.c.id.in_(ids[start : start + 500])))
+            if rows:
+                conn.execute(insert(self.jobs), [{"id": i, "next_run_time": t, "job_state": b} for i, t, b in rows])
+
+        self._run(work)
 
     def delete(self, job_ids: list[str]) -> int:
         """Remove exactly these rows in one transaction; returns how many were there."""

@@ -1,0 +1,108 @@
+"""Named stores from a TOML config file, and where each setting comes from.
+
+    # ~/.config/jobctl/config.toml   (or $JOBCTL_CONFIG)
+    default = "prod"
+
+    [stores.prod]
+    url = "postgresql://scheduler@db.internal/app"
+    password_env = "APP_DB_PASSWORD"      # the password comes from this variable, not the file
+    table = "apscheduler_jobs"
+
+    [stores.local]
+    url = "sqlite:////srv/app/jobs.sqlite"
+
+Precedence: command-line option > environment variable > config file > default.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobctl.errors import UsageError
+
+FIELDS = ("url", "table", "schema")
+
+
+def config_path() -> Path:
+    if os.environ.get("JOBCTL_CONFIG"):
+        return Path(os.environ["JOBCTL_CONFIG"]).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "jobctl" / "config.toml"
+
+
+def load(path: Path) -> dict[str, Any]:
+    """The parsed config file; {} when the default file is absent."""
+    if not path.exists():
+        if os.environ.get("JOBCTL_CONFIG"):
+            raise UsageError(f"JOBCTL_CONFIG names {path}, which does not exist")
+        return {}
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from None
+    stores = data.get("stores", {})
+    if not isinstance(stores, dict) or not all(isinstance(v, dict) for v in stores.values()):
+        raise UsageError(f"config file {path}: [stores.NAME] tables expected")
+    return data
+
+
+@dataclass
+class Resolved:
+    """The settings a command runs with, and where each came from."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    store: str | None = None
+    path: Path | None = None
+
+
+def resolve(given: dict[str, Any], sources: dict[str, str]) -> Resolved:
+    """Merge the named store (from --store / JOBCTL_STORE / the file's default) under what
+    was given as options or environment variables."""
+    path = config_path()
+    data = load(path)
+    resolved = Resolved(dict(given), dict(sources), path=path)
+    name = given.get("store") if sources.get("store") in ("option", "environment") else data.get("default")
+    if not name:
+        return resolved
+    stores = data.get("stores", {})
+    if name not in stores:
+        known = ", ".join(sorted(stores)) or "none"
+        raise UsageError(f"no store named {name!r} in {path} (stores: {known})")
+    resolved.store = name
+    entry = stores[name]
+    for key in FIELDS:
+        if key in entry and sources.get(key) not in ("option", "environment"):
+            resolved.values[key] = entry[key]
+            resolved.sources[key] = f"config [stores.{name}]"
+    if entry.get("password_env") and resolved.sources.get("url", "").startswith("config"):
+        resolved.values["url"] = _with_password(entry["url"], entry["password_env"])
+    return resolved
+
+
+def _with_password(url: str, variable: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    if variable not in os.environ:
+        raise UsageError(f"the store's password comes from ${variable}, which is not set")
+    return make_url(url).set(password=os.environ[variable]).render_as_string(hide_password=False)
+
+
+def masked(url: str | None) -> str | None:
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

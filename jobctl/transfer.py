@@ -1,0 +1,90 @@
+"""export and import: a JSON document of jobs that restores byte-identical rows.
+
+Each job carries readable fields (for people and scripts) and its exact row: the
+next_run_time column and the job_state bytes in base64. Import writes the rows as they are:
+nothing is decoded or re-encoded on the way back in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from jobctl.errors import ChangeRefused, UsageError
+from jobctl.jobs import Job
+from jobctl.times import format_iso
+
+FORMAT = "jobctl-export"
+VERSION = 1
+
+
+def exported_job(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "func": job.func,
+        "trigger": job.schedule,
+        "trigger_type": job.trigger_type,
+        "next_run_time": format_iso(job.next_run_time, tz),
+        "state": job.status(at),
+        "row": {
+            "next_run_time": job.next_run_timestamp,
+            "job_state": base64.b64encode(job.raw).decode("ascii"),
+        },
+    }
+
+
+def export_lines(jobs: Iterable[Job], at: dt.datetime, tz: dt.tzinfo, source: dict[str, Any]) -> Iterator[str]:
+    """The export document, streamed one job per line."""
+    header = {"format": FORMAT, "version": VERSION, "exported_at": at.isoformat(), "source": source}
+    yield json.dumps(header, ensure_ascii=False)[:-1] + ', "jobs": ['
+    first = True
+    for job in jobs:
+        yield ("\n  " if first else ",\n  ") + json.dumps(exported_job(job, at, tz), ensure_ascii=False)
+        first = False
+    yield "\n]}\n"
+
+
+def read_document(text: str) -> list[tuple[str, float | None, bytes]]:
+    """The rows of an export document, checked; UsageError when it is not one."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"not a jobctl export (invalid JSON: {exc.msg} at line {exc.lineno})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise UsageError("not a jobctl export document (no \"format\": \"jobctl-export\")")
+    if document.get("version") != VERSION:
+        raise UsageError(f"unsupported jobctl export version {document.get('version')!r}")
+    rows = []
+    seen = set()
+    for n, job in enumerate(document.get("jobs", []), 1):
+        try:
+            job_id, row = job["id"], job["row"]
+            timestamp = row["next_run_time"]
+            if timestamp is not None and not isinstance(timestamp, (int, float)):
+                raise TypeError("next_run_time")
+            blob = base64.b64decode(row["job_state"], validate=True)
+        except (KeyError, TypeError, binascii.Error) as exc:
+            raise UsageError(f"job {n} of the export is malformed ({exc})") from None
+        if not isinstance(job_id, str) or not job_id or job_id in seen:
+            raise UsageError(f"job {n} of the export has a missing or repeated id {job_id!r}")
+        seen.add(job_id)
+        rows.append((job_id, None if timestamp is None else float(timestamp), blob))
+    return rows
+
+
+def import_rows(store: Any, rows: list[tuple[str, float | None, bytes]], replace: bool, dry_run: bool) -> tuple[list[str], list[str]]:
+    """Write the rows in one transaction; returns (added ids, replaced ids)."""
+    existing = set(store.existing_ids([r[0] for r in rows]))
+    if existing and not replace:
+        shown = ", ".join(sorted(existing)[:5]) + (" …" if len(existing) > 5 else "")
+        raise ChangeRefused(f"{len(existing)} job(s) already exist ({shown}): pass --replace to overwrite them")
+    added = [r[0] for r in rows if r[0] not in existing]
+    replaced = [r[0] for r in rows if r[0] in existing]
+    if not dry_run:
+        store.write_rows(rows, replace=replace)
+    return added, replaced

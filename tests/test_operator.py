@@ -1,0 +1,154 @@
+"""What makes jobctl fit an operator's hands: completion, named stores, export/import, upcoming, csv."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+
+import pytest
+
+from conftest import aps_load, drop_table, jobctl, rows, server_url
+
+# --- shell completion, driven the way each shell drives Click ------------------------------------
+
+
+def complete(shell: str, words: str, current: str | int, env: dict | None = None) -> list[str]:
+    variables = {"_JOBCTL_COMPLETE": f"{shell}_complete", "COMP_WORDS": words, "COMP_CWORD": str(current)}
+    result = jobctl(env={**variables, **(env or {})})
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    if shell == "zsh":  # type, value, help triples
+        values = result.stdout.split("\n")
+        return [values[i + 1] for i in range(0, len(values) - 2, 3)]
+    return [line.split(",", 1)[1].split("\t")[0] for line in result.stdout.splitlines() if line]
+
+
+def test_completion_of_commands_options_and_job_ids(store_copy):
+    _, url = store_copy()
+    assert "pause" in complete("bash", "jobctl pa", 1) and "reschedule" in complete("bash", "jobctl re", 1)
+    assert "--state" in complete("bash", "jobctl list --st", 2)
+    assert complete("bash", f"jobctl --url {url} show da", 4) == ["daily_reports"]
+    assert complete("zsh", f"jobctl pause --url {url} we", 4) == ["weekday_digest", "weekend_every_two_hours"]
+    assert complete("fish", f"jobctl list --url={url} j", "j") == ["jittery_sync"]
+    assert complete("bash", "jobctl resume pa", 2, env={"JOBCTL_URL": url}) == ["paused_sync"]
+    assert complete("bash", "jobctl --url sqlite:////nonexistent.sqlite show d", 4) == []  # silent
+
+
+# --- named stores --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def config_file(tmp_path, store_copy):
+    _, url = store_copy()
+    path = tmp_path / "config.toml"
+    path.write_text(
+        'default = "main"\n\n'
+        f'[stores.main]\nurl = "{url}"\n\n'
+        '[stores.server]\nurl = "postgresql://app@127.0.0.1:1/app"\npassword_env = "APP_DB_PASSWORD"\ntable = "jobs"\n'
+    )
+    return path, url
+
+
+def test_named_stores_and_precedence(config_file, tmp_path):
+    path, url = config_file
+    env = {"JOBCTL_CONFIG": str(path)}
+    listed = jobctl("list", "-o", "json", env=env)
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) == 15  # the default store
+    shown = jobctl("config", "--store", "server", env={**env, "APP_DB_PASSWORD": "hunter2"})
+    assert "postgresql://app:***@127.0.0.1:1/app  (config [stores.server])" in shown.stdout
+    assert "jobs  (config [stores.server])" in shown.stdout and "hunter2" not in shown.stdout
+    # environment beats the file, an option beats the environment
+    other = tmp_path / "missing.sqlite"
+    by_env = jobctl("config", env={**env, "JOBCTL_URL": f"sqlite:///{other}"})
+    assert f"sqlite:///{other}  (environment)" in by_env.stdout
+    by_option = jobctl("config", "--table", "t", env={**env, "JOBCTL_TABLE": "e"})
+    assert "t  (option)" in by_option.stdout
+    unknown = jobctl("--store", "nope", "list", env=env)
+    assert unknown.returncode == 2 and "no store named 'nope'" in unknown.stderr and "stores: main, server" in unknown.stderr
+    no_password = jobctl("--store", "server", "list", env=env)
+    assert no_password.returncode == 2 and "$APP_DB_PASSWORD" in no_password.stderr
+
+
+# --- export and import ---------------------------------------------------------------------------
+
+
+def export(url: str, *args: str) -> dict:
+    result = jobctl("--url", url, *args, "export")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_export_import_restores_byte_identical_rows(store_copy, tmp_path):
+    path, url = store_copy("aps-3.9.1.sqlite")
+    document = export(url)
+    assert document["format"] == "jobctl-export" and len(document["jobs"]) == 14
+    daily = next(j for j in document["jobs"] if j["id"] == "daily_reports")
+    assert daily["trigger"] == "daily at 09:00 UTC" and daily["func"] == "shopapp.jobs:send_reports"
+    dump = tmp_path / "jobs.json"
+    dump.write_text(json.dumps(document))
+
+    target = tmp_path / "restored.sqlite"
+    refused = jobctl("--url", f"sqlite:///{target}", "import", str(dump))
+    assert refused.returncode == 1 and not target.exists()
+    assert jobctl("--url", f"sqlite:///{target}", "import", str(dump), "--create-table", "--dry-run").returncode == 0
+    assert not target.exists()
+    done = jobctl("--url", f"sqlite:///{target}", "import", str(dump), "--create-table")
+    assert done.returncode == 0 and "14 added" in done.stdout
+    assert rows(target) == rows(path)
+    again = jobctl("--url", f"sqlite:///{target}", "import", str(dump))
+    assert again.returncode == 1 and "14 job(s) already exist" in again.stderr and "--replace" in again.stderr
+    replaced = jobctl("--url", f"sqlite:///{target}", "import", "-", "--replace", stdin=dump.read_text())
+    assert replaced.returncode == 0 and "14 replaced" in replaced.stdout
+    assert rows(target) == rows(path)
+    bad = jobctl("--url", f"sqlite:///{target}", "import", "-", stdin='{"format": "other"}')
+    assert bad.returncode == 2 and "not a jobctl export" in bad.stderr
+
+
+@pytest.mark.parametrize("variable", ["JOBCTL_TEST_POSTGRES_URL", "JOBCTL_TEST_MYSQL_URL"])
+def test_round_trip_from_sqlite_into_a_server_and_back(variable, store_copy, tmp_path, table_name):
+    server = server_url(variable)
+    _, url = store_copy("aps-3.11.3.sqlite")
+    first = export(url)
+    dump = tmp_path / "jobs.json"
+    dump.write_text(json.dumps(first))
+    try:
+        result = jobctl("--url", server, "--table", table_name, "import", str(dump), "--create-table")
+        assert result.returncode == 0, result.stderr
+        second = export(server, "--table", table_name)
+        assert second["jobs"] == first["jobs"]
+        loaded = aps_load(server, "current", "--table", table_name)
+        assert len(loaded["jobs"]) == 15
+    finally:
+        drop_table(server, table_name)
+
+
+# --- upcoming, csv -------------------------------------------------------------------------------
+
+
+def test_upcoming_lists_every_run_in_the_window_in_time_order(store_copy):
+    _, url = store_copy()
+    result = jobctl("--url", url, "upcoming", "--within", "3d", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)
+    times = [dt.datetime.fromisoformat(r["time"]) for r in runs]
+    assert times == sorted(times) and all(set(r) >= {"id", "time"} for r in runs)
+    now = dt.datetime.now(dt.timezone.utc)
+    assert all(now - dt.timedelta(minutes=1) <= t <= now + dt.timedelta(days=3) for t in times)
+    daily = [t for r, t in zip(runs, times) if r["id"] == "daily_reports"]
+    assert len(daily) == 3 and all((t.hour, t.minute) == (9, 0) for t in daily)
+    assert "paused_sync" not in {r["id"] for r in runs}
+    only = jobctl("--url", url, "upcoming", "daily_*", "--within", "2d", "-o", "plain")
+    assert {line.split("\t")[1] for line in only.stdout.splitlines()} == {"daily_reports"}
+
+
+def test_csv_output_and_no_headers(store_copy):
+    _, url = store_copy()
+    table = list(csv.DictReader(io.StringIO(jobctl("--url", url, "list", "-o", "csv").stdout)))
+    assert len(table) == 15 and table[0]["id"] and set(table[0]) >= {"id", "trigger", "next_run_time", "state"}
+    bare = jobctl("--url", url, "list", "-o", "csv", "--no-headers").stdout.splitlines()
+    assert len(bare) == 15 and not bare[0].startswith("id,")
+    plain_table = jobctl("--url", url, "list", "--no-headers").stdout.splitlines()
+    assert len(plain_table) == 15 and "SCHEDULE" not in plain_table[0]
+    runs = jobctl("--url", url, "upcoming", "-o", "csv").stdout.splitlines()
+    assert runs[0] == "time,id,trigger" and len(runs) > 1
