@@ -296,13 +296,21 @@ def plain_line(row: dict[str, Any]) -> str:
     return "\t".join([row["id"], row["state"], row["next_run_time"] or "-", row["trigger"]])
 
 
-def json_array(rows: Iterator[dict[str, Any]]) -> Iterator[str]:
-    """A JSON array written as rows arrive (memory stays flat however many jobs)."""
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def json_array(rows: Iterator[dict[str, Any]], batch: int = 1000) -> Iterator[str]:
+    """A JSON array written in chunks of `batch` rows as they arrive (memory stays flat)."""
+    chunk: list[str] = []
     first = True
     for row in rows:
-        yield ("[\n  " if first else ",\n  ") + json.dumps(row, ensure_ascii=False)
+        chunk.append(("[\n  " if first else ",\n  ") + _to_json(row))
         first = False
-    yield "[]\n" if first else "\n]\n"
+        if len(chunk) >= batch:
+            yield "".join(chunk)
+            chunk = []
+    chunk.append("[]\n" if first else "\n]\n")
+    yield "".join(chunk)
 
 
 def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:

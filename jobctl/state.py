@@ -16,9 +16,11 @@ from __future__ import annotations
 import _compat_pickle
 import copyreg
 import datetime as _dt
+import functools
 import io
 import pickle
 import re
+import zoneinfo
 from typing import Any
 
 from jobctl.errors import UnreadableState
@@ -171,8 +173,6 @@ def _pytz_utc():
 
 
 def _zoneinfo_unpickle(key: Any, from_cache: Any = 1):
-    import zoneinfo
-
     if not isinstance(key, str) or from_cache not in (0, 1):
         raise UnreadableState("malformed zoneinfo time zone")
     try:
@@ -195,8 +195,6 @@ def _wrap_zone(zone: Any, key: Any = None):
 
 def _getattr(obj: Any, name: Any):
     """Only the two attribute look-ups real job state contains."""
-    import zoneinfo
-
     if obj is zoneinfo.ZoneInfo and name == "_unpickle":
         return _zoneinfo_unpickle
     if (
@@ -263,7 +261,7 @@ _ALLOWED: dict[tuple[str, str], Any] = {
     ("datetime", "timezone"): _dt.timezone,
     ("pytz", "_p"): _pytz_p,
     ("pytz", "_UTC"): _pytz_utc,
-    ("zoneinfo", "ZoneInfo"): None,  # filled lazily: the real class, for getattr above
+    ("zoneinfo", "ZoneInfo"): zoneinfo.ZoneInfo,  # only for the getattr above
     ("pytz_deprecation_shim._impl", "wrap_zone"): _wrap_zone,
     ("builtins", "getattr"): _getattr,
     ("builtins", "object"): object,
@@ -283,20 +281,25 @@ def _py3_name(module: str, name: str) -> tuple[str, str]:
     return _compat_pickle.IMPORT_MAPPING.get(module, module), name
 
 
+@functools.lru_cache(maxsize=4096)
+def resolve_global(module: str, name: str) -> Any:
+    """What a pickle's (module, name) global decodes to: an allow-listed callable or a stand-in."""
+    key = _py3_name(module, name)
+    if key in _ALLOWED:
+        return _ALLOWED[key]
+    if key in RECORD_CLASSES:
+        return stand_in_class(*key)
+    return stand_in_class(module, name)
+
+
 class SafeUnpickler(pickle.Unpickler):
     """The C unpickler with every global resolved through the allow-list above."""
 
-    def find_class(self, module: str, name: str) -> Any:
-        key = _py3_name(module, name)
-        if key in _ALLOWED:
-            if key == ("zoneinfo", "ZoneInfo"):
-                import zoneinfo
-
-                return zoneinfo.ZoneInfo
-            return _ALLOWED[key]
-        if key in RECORD_CLASSES:
-            return stand_in_class(*key)
-        return stand_in_class(module, name)
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        # The C unpickler looks find_class up on the instance for every global: the cached
+        # function answers repeated globals without running Python code.
+        self.find_class = resolve_global
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnreadableState("persistent ids are not job state")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from calendar import timegm
 from typing import Any
@@ -196,10 +197,17 @@ def relative(when: dt.datetime | None, reference: dt.datetime) -> str:
     """'in 3 hours', '2 minutes ago', 'now'."""
     if when is None:
         return "-"
-    import humanize
-
     seconds = (when - reference).total_seconds()
     if abs(seconds) < 1:
         return "now"
-    words = humanize.naturaldelta(dt.timedelta(seconds=abs(seconds)))
+    # beyond an hour the words change by the hour at most: a minute's precision is plenty
+    magnitude = int(abs(seconds)) if abs(seconds) < 3600 else int(abs(seconds)) // 60 * 60
+    words = _natural(magnitude)
     return f"in {words}" if seconds > 0 else f"{words} ago"
+
+
+@functools.lru_cache(maxsize=8192)
+def _natural(seconds: int) -> str:
+    import humanize
+
+    return humanize.naturaldelta(dt.timedelta(seconds=seconds))

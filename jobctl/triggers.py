@@ -57,12 +57,44 @@ def _class_name(obj: Any) -> str:
 # --- words -----------------------------------------------------------------------------
 
 
+_WORDS_CACHE: dict[Any, str] = {}
+_WORDS_CACHE_SIZE = 10000
+
+
+def _cron_key(state: dict) -> tuple:
+    """Everything a cron trigger's words depend on, cheaply hashable."""
+    fields = tuple(
+        [
+            (vars(field)["name"], *[(type(e), *vars(e).values()) for e in vars(field)["expressions"]])
+            for field in state["fields"]
+        ]
+    )
+    return zone_name(state.get("timezone")), state.get("end_date"), state.get("jitter"), fields
+
+
 def describe(trigger: Any) -> str:
-    """What the stored trigger really does, in words an operator reads at a glance."""
+    """What the stored trigger really does, in words an operator reads at a glance.
+
+    Stores hold many jobs with the same schedule: the words of cron triggers (alone or
+    combined) are remembered by what they depend on, so a long listing describes each
+    schedule once.
+    """
+    kind = trigger_type(trigger)
+    key = None
     try:
-        return _describe(trigger_type(trigger), _attrs(trigger))
+        state = _attrs(trigger)
+        if kind == "cron":
+            key = _cron_key(state)
+        elif kind in ("and", "or") and all(ref == f"{_CRON}:CronTrigger" for ref, _ in state["triggers"]):
+            key = (kind, state.get("jitter"), *[_cron_key(sub) for _, sub in state["triggers"]])
+        if key is not None and key in _WORDS_CACHE:
+            return _WORDS_CACHE[key]
+        words = _describe(kind, state)
     except Exception:  # noqa: BLE001 - an odd trigger still lists; show its class
-        return f"{trigger_type(trigger)} trigger (cannot describe)"
+        return f"{kind} trigger (cannot describe)"
+    if key is not None and len(_WORDS_CACHE) < _WORDS_CACHE_SIZE:
+        _WORDS_CACHE[key] = words
+    return words
 
 
 def _describe(kind: str, state: dict) -> str:
