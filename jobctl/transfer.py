@@ -16,26 +16,22 @@ from typing import Any
 
 from jobctl.errors import ChangeRefused, UsageError
 from jobctl.jobs import Job
-from jobctl.times import format_iso
 
 FORMAT = "jobctl-export"
 VERSION = 1
 
 
 def exported_job(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "name": job.name,
-        "func": job.func,
-        "trigger": job.schedule,
-        "trigger_type": job.trigger_type,
-        "next_run_time": format_iso(job.next_run_time, tz),
-        "state": job.status(at),
-        "row": {
-            "next_run_time": job.next_run_timestamp,
-            "job_state": base64.b64encode(job.raw).decode("ascii"),
-        },
+    """`list -o json`'s fields (less the relative time, which ages) and the exact row."""
+    from jobctl.render import job_summary
+
+    fields = job_summary(job, at, tz)
+    del fields["next_run_in"]
+    fields["row"] = {
+        "next_run_time": job.next_run_timestamp,
+        "job_state": base64.b64encode(job.raw).decode("ascii"),
     }
+    return fields
 
 
 def export_lines(jobs: Iterable[Job], at: dt.datetime, tz: dt.tzinfo, source: dict[str, Any]) -> Iterator[str]:

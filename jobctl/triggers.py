@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from jobctl.errors import UsageError
@@ -197,6 +197,17 @@ def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def _runs(days: Iterable[int]) -> list[list[int]]:
+    """Day numbers grouped into runs of consecutive days: [0, 1, 2, 5] -> [[0, 1, 2], [5]]."""
+    runs: list[list[int]] = []
+    for day in sorted(set(days)):
+        if runs and runs[-1][-1] == day - 1:
+            runs[-1].append(day)
+        else:
+            runs.append([day])
+    return runs
+
+
 def _weekdays(items: list) -> str:
     """APScheduler's day-of-week numbers (Monday = 0) as names, runs as 'Monday to Friday'."""
     days: set[int] = set()
@@ -206,13 +217,7 @@ def _weekdays(items: list) -> str:
         else:
             last = e["first"] if e.get("last") is None else e["last"]
             days.update(range(e["first"], last + 1, e.get("step") or 1))
-    ordered = sorted(d for d in days if 0 <= d <= 6)
-    runs: list[list[int]] = []
-    for day in ordered:
-        if runs and runs[-1][-1] == day - 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
+    runs = _runs(d for d in days if 0 <= d <= 6)
     parts = [
         f"{DAY_NAMES[r[0]]} to {DAY_NAMES[r[-1]]}" if len(r) > 2 else " and ".join(DAY_NAMES[d] for d in r)
         for r in runs
@@ -443,13 +448,7 @@ def _crontab_days(text: str) -> str:
             if first > last:
                 raise ValueError(f"day range {base!r} runs backwards")
         days.update(d % 7 for d in range(first, last + 1, step or 1))
-    monday_first = sorted((d - 1) % 7 for d in days)  # APScheduler numbers Monday = 0
-    runs: list[list[int]] = []
-    for day in monday_first:
-        if runs and runs[-1][-1] == day - 1:
-            runs[-1].append(day)
-        else:
-            runs.append([day])
+    runs = _runs((d - 1) % 7 for d in days)  # APScheduler numbers Monday = 0
     aps_names = _CRONTAB_DAYS[1:] + _CRONTAB_DAYS[:1]
     return ",".join(aps_names[r[0]] if len(r) == 1 else f"{aps_names[r[0]]}-{aps_names[r[-1]]}" for r in runs)
 

@@ -41,6 +41,23 @@ Time zone times are shown in.
 When set, the table is printed without colour.
 """
 
+FILES_AND_COMPLETION = """.SH FILES
+.TP
+.I ~/.config/jobctl/config.toml
+Named stores (or the file \\fBJOBCTL_CONFIG\\fR names): a top\\-level \\fBdefault = "NAME"\\fR and
+\\fB[stores.NAME]\\fR tables with \\fBurl\\fR, \\fBtable\\fR, \\fBschema\\fR and \\fBpassword_env\\fR (the
+variable holding the password). Precedence: option > environment > config file > default.
+See \\fBjobctl config\\fR.
+.SH SHELL COMPLETION
+Commands, options and job ids (read from the configured store) complete in bash, zsh and fish:
+.PP
+.nf
+eval "$(_JOBCTL_COMPLETE=bash_source jobctl)"    # ~/.bashrc
+eval "$(_JOBCTL_COMPLETE=zsh_source jobctl)"     # ~/.zshrc
+_JOBCTL_COMPLETE=fish_source jobctl | source     # ~/.config/fish/completions/jobctl.fish
+.fi
+"""
+
 EXIT_STATUS = """.SH EXIT STATUS
 0 done; 1 the operation failed (no such job, store unreachable, table missing, change refused);
 2 usage error. \\fBjobctl health\\fR: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -91,7 +108,7 @@ def pages() -> dict[str, str]:
     listing = [".SH COMMANDS"]
     for name in commands:
         listing += [".TP", f"\\fBjobctl {name}\\fR", escape(cli.commands[name].get_short_help_str(200))]
-    out = {"jobctl.1": page("jobctl", cli, root, "inspect and change APScheduler 3 job stores safely", listing + SEE_ALSO_ENV.splitlines() + EXIT_STATUS.splitlines() + see_also)}
+    out = {"jobctl.1": page("jobctl", cli, root, "inspect and change APScheduler 3 job stores safely", listing + SEE_ALSO_ENV.splitlines() + FILES_AND_COMPLETION.splitlines() + EXIT_STATUS.splitlines() + see_also)}
     for name in commands:
         command = cli.commands[name]
         ctx = click.Context(command, info_name=name, parent=root)
