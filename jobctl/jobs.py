@@ -32,8 +32,8 @@ class Job:
             decoded = states.decode(self.raw)
             if not isinstance(decoded, dict) or any(key not in decoded for key in _REQUIRED):
                 raise UnreadableState("job state is not an APScheduler 3 job")
-            if decoded.get("version", 1) > 1:
-                raise UnreadableState(f"job state version {decoded['version']} is newer than APScheduler 3")
+            if not isinstance(decoded.get("version", 1), int) or decoded.get("version", 1) > 1:
+                raise UnreadableState(f"job state version {decoded['version']!r} is not APScheduler 3's")
             self.state = decoded
         except UnreadableState as exc:
             self.error = str(exc)
@@ -70,7 +70,7 @@ class Job:
         """The pickled next run time (with its zone); the column when the row is unreadable."""
         if self.state is not None:
             value = self.state.get("next_run_time")
-            return value if isinstance(value, dt.datetime) else None
+            return value if isinstance(value, dt.datetime) and value.tzinfo is not None else None
         return from_timestamp(self.next_run_timestamp)
 
     @property

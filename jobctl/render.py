@@ -44,7 +44,12 @@ def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict
     if not job.readable:
         detail["upcoming"] = []
         return detail
-    trigger_zone = job.zone()
+    try:
+        trigger_zone = job.zone()
+        zone = zone_name(trigger_zone) if trigger_zone is not None else None
+        fields = trigger_fields(job.trigger)
+    except Exception:  # noqa: BLE001 - an odd trigger is shown as far as it can be
+        zone, fields = None, {}
     try:
         upcoming = [format_iso(t, tz) for t in job.upcoming(count, at)]
         upcoming_error = None
@@ -52,8 +57,8 @@ def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict
         upcoming, upcoming_error = [], str(exc) or type(exc).__name__
     detail.update(
         {
-            "timezone": zone_name(trigger_zone) if trigger_zone is not None else None,
-            "trigger_fields": trigger_fields(job.trigger),
+            "timezone": zone,
+            "trigger_fields": fields,
             "upcoming": upcoming,
             "upcoming_error": upcoming_error,
             "args": [safe_repr(a) for a in _as_list(job.args)],
@@ -84,7 +89,9 @@ def _as_items(value: Any) -> list:
 
 def trigger_fields(trigger: Any) -> dict[str, str]:
     """The stored trigger's fields as text: cron fields as APScheduler writes them, dates, zone."""
-    state = trigger if isinstance(trigger, dict) else vars(trigger) if hasattr(trigger, "__dict__") else {}
+    from jobctl.triggers import state_of
+
+    state = state_of(trigger)
     fields: dict[str, str] = {}
     for key, value in state.items():
         if key in ("version",):
@@ -173,7 +180,7 @@ def _repr(value: Any, depth: int, items: int, active: set[int]) -> str:
     if isinstance(value, tuple):
         return "(" + seq(value, len(value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, (set, frozenset)):
-        return "{" + seq(sorted(value, key=repr), len(value)) + "}" if value else "set()"
+        return "{" + seq(value, len(value)) + "}" if value else "set()"
     if is_stand_in(value):
         return _stand_in_repr(value, inner, seq)
     if isinstance(value, type) and issubclass(value, (StandIn, Record)):

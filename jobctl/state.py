@@ -23,13 +23,21 @@ import re
 import zoneinfo
 from typing import Any
 
-from jobctl.errors import UnreadableState
+from jobctl.errors import ChangeRefused, UnreadableState
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NOSTATE = object()  # a stand-in that was never given state by BUILD
 
 
-class StandIn:
+class _Sealed(type):
+    """Metaclass of the stand-in classes: a pickle's BUILD cannot set attributes on them
+    (a row could otherwise change how every later row in the process decodes and encodes)."""
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        raise UnreadableState("refused setting an attribute on a class")
+
+
+class StandIn(metaclass=_Sealed):
     """Base of the inert stand-ins for globals jobctl does not resolve.
 
     A stand-in class replaces one (module, name) global. Using it the way a pickle does
@@ -81,7 +89,7 @@ class StandIn:
         return f"<stand-in {global_name(type(self))}>"
 
 
-class Record:
+class Record(metaclass=_Sealed):
     """Stand-in for APScheduler's own trigger, field and expression classes.
 
     These always pickle as NEWOBJ with no arguments and BUILD with a dict, so the C unpickler
@@ -145,7 +153,7 @@ def stand_in_class(module: str, name: str) -> type:
         namespace: dict[str, Any] = {"__stand_in_ref__": key, "__module__": "jobctl.stand_in"}
         if base is StandIn:
             namespace["__slots__"] = ()
-        cls = _classes[key] = type(name.rpartition(".")[2] or "StandIn", (base,), namespace)
+        cls = _classes[key] = _Sealed(name.rpartition(".")[2] or "StandIn", (base,), namespace)
     return cls
 
 
@@ -163,13 +171,21 @@ def _pytz_p(zone: Any, utcoffset: Any = None, dstoffset: Any = None, tzname: Any
             raise UnreadableState("malformed pytz time zone offset")
     if tzname is not None and not isinstance(tzname, str):
         raise UnreadableState("malformed pytz time zone name")
-    return unpickler(zone, utcoffset, dstoffset, tzname)
+    return _private_copy(unpickler(zone, utcoffset, dstoffset, tzname))
 
 
 def _pytz_utc():
     import pytz
 
-    return pytz.utc
+    return _private_copy(pytz.utc)
+
+
+def _private_copy(zone: Any) -> Any:
+    """pytz shares one object per zone state in the whole process; a row gets its own copy,
+    so a BUILD in one row cannot change the zone every other row uses."""
+    copy = _dt.tzinfo.__new__(type(zone))
+    copy.__dict__.update(zone.__dict__)
+    return copy
 
 
 def _zoneinfo_unpickle(key: Any, from_cache: Any = 1):
@@ -188,6 +204,8 @@ def _zoneinfo_class(key: Any):
 def _wrap_zone(zone: Any, key: Any = None):
     from jobctl.times import ShimZone
 
+    if not isinstance(zone, _dt.tzinfo) or isinstance(zone, ShimZone):
+        raise UnreadableState("malformed pytz_deprecation_shim zone")
     if not isinstance(key, str):
         key = getattr(zone, "key", None)
     return ShimZone(zone, key)
@@ -196,7 +214,7 @@ def _wrap_zone(zone: Any, key: Any = None):
 def _getattr(obj: Any, name: Any):
     """Only the two attribute look-ups real job state contains."""
     if obj is zoneinfo.ZoneInfo and name == "_unpickle":
-        return _zoneinfo_unpickle
+        return _ZONEINFO_UNPICKLE
     if (
         isinstance(obj, type)
         and issubclass(obj, (StandIn, Record))
@@ -253,25 +271,53 @@ def _collection(kind: type):
     return make
 
 
+class Allowed:
+    """An allow-listed function as a pickle sees it: callable, and nothing else.
+
+    It has no attributes a BUILD could set, and it is written back as the global it came from.
+    """
+
+    __slots__ = ("_call", "ref")
+
+    def __init__(self, ref: tuple[str, str], call: Any) -> None:
+        object.__setattr__(self, "_call", call)
+        object.__setattr__(self, "ref", ref)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._call(*args)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnreadableState("refused setting an attribute on an allow-listed function")
+
+    def __repr__(self) -> str:
+        return f"{self.ref[0]}.{self.ref[1]}"
+
+
+_ZONEINFO_UNPICKLE = Allowed(("zoneinfo", "ZoneInfo._unpickle"), _zoneinfo_unpickle)
+
 _ALLOWED: dict[tuple[str, str], Any] = {
+    # classes: immutable built-in types
     ("datetime", "datetime"): _dt.datetime,
     ("datetime", "date"): _dt.date,
     ("datetime", "time"): _dt.time,
     ("datetime", "timedelta"): _dt.timedelta,
     ("datetime", "timezone"): _dt.timezone,
+    ("zoneinfo", "ZoneInfo"): zoneinfo.ZoneInfo,  # only for the getattr below
+    ("builtins", "object"): object,
+}
+for _ref, _function in {
     ("pytz", "_p"): _pytz_p,
     ("pytz", "_UTC"): _pytz_utc,
-    ("zoneinfo", "ZoneInfo"): zoneinfo.ZoneInfo,  # only for the getattr above
     ("pytz_deprecation_shim._impl", "wrap_zone"): _wrap_zone,
     ("builtins", "getattr"): _getattr,
-    ("builtins", "object"): object,
     ("copyreg", "_reconstructor"): _reconstructor,
     ("_codecs", "encode"): _codecs_encode,
     ("builtins", "bytes"): _bytes_like(bytes),
     ("builtins", "bytearray"): _bytes_like(bytearray),
     ("builtins", "set"): _collection(set),
     ("builtins", "frozenset"): _collection(frozenset),
-}
+}.items():
+    _ALLOWED[_ref] = Allowed(_ref, _function)
 
 
 def _py3_name(module: str, name: str) -> tuple[str, str]:
@@ -346,11 +392,25 @@ class _Pickler(pickle._Pickler):  # the Python pickler: its save_global can be o
             return stand_in_class("pytz_deprecation_shim._impl", "wrap_zone"), obj.wrap_args
         return NotImplemented
 
+    def save(self, obj: Any, save_persistent_id: bool = True) -> None:
+        if isinstance(obj, Allowed):  # an allow-listed function kept as a value: its global
+            if self.memo.get(id(obj)) is None:
+                module, name = obj.ref
+                if self.proto < 3:
+                    module, name = _compat_pickle.REVERSE_NAME_MAPPING.get((module, name), (module, name))
+                    module = _compat_pickle.REVERSE_IMPORT_MAPPING.get(module, module)
+                self._write_global(module, name, obj)
+                return
+        super().save(obj, save_persistent_id)
+
     def save_global(self, obj: Any, name: str | None = None) -> None:
         ref = ref_of(obj)
         if ref is None:
             return super().save_global(obj, name)
-        module, qualname = ref
+        self._write_global(*ref, obj)
+
+    def _write_global(self, module: str, qualname: str, obj: Any) -> None:
+        """A GLOBAL or STACK_GLOBAL naming (module, qualname), as the row had it."""
         if self.proto >= 4:
             self.save(module)
             self.save(qualname)
@@ -392,5 +452,8 @@ def _stand_in_reduce(obj: StandIn, proto: int) -> tuple:
 def encode(state: Any, protocol: int) -> bytes:
     """Pickle decoded job state back, stand-ins as the globals they stand for."""
     buffer = io.BytesIO()
-    _Pickler(buffer, protocol).dump(state)
+    try:
+        _Pickler(buffer, protocol).dump(state)
+    except (RecursionError, pickle.PicklingError, TypeError, ValueError, AttributeError) as exc:
+        raise ChangeRefused(f"cannot write this job state back unchanged ({type(exc).__name__}: {exc})") from None
     return buffer.getvalue()

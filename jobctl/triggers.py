@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from jobctl.errors import UsageError
-from jobctl.state import Record, is_stand_in, ref_of, stand_in_class
+from jobctl.state import Record, StandIn, is_stand_in, ref_of, stand_in_class
 from jobctl.times import format_duration, in_family, zone_name
 
 _CRON = "apscheduler.triggers.cron"
@@ -45,8 +45,14 @@ def trigger_type(trigger: Any) -> str:
     return KINDS.get(ref, ref[1])
 
 
-def _attrs(obj: Any) -> dict:
-    return obj if isinstance(obj, dict) else vars(obj)
+def state_of(obj: Any) -> dict:
+    """The state of a decoded object: a dict, a record's dict, a stand-in's dict state."""
+    if isinstance(obj, dict):
+        return obj
+    if isinstance(obj, StandIn):
+        state = obj.stand_in_state
+        return state if isinstance(state, dict) else {}
+    return getattr(obj, "__dict__", {})
 
 
 def _class_name(obj: Any) -> str:
@@ -79,10 +85,13 @@ def describe(trigger: Any) -> str:
     combined) are remembered by what they depend on, so a long listing describes each
     schedule once.
     """
-    kind = trigger_type(trigger)
+    try:
+        kind = trigger_type(trigger)
+    except Exception:  # noqa: BLE001 - nothing about a trigger may stop a listing
+        return "unknown trigger (cannot describe)"
     key = None
     try:
-        state = _attrs(trigger)
+        state = state_of(trigger)
         if kind == "cron":
             key = _cron_key(state)
         elif kind in ("and", "or") and all(ref == f"{_CRON}:CronTrigger" for ref, _ in state["triggers"]):
@@ -143,7 +152,7 @@ def _span(delta: dt.timedelta) -> str:
 
 
 def _field_items(field: Any) -> list[tuple[str, dict]]:
-    return [(_class_name(e), _attrs(e)) for e in _attrs(field)["expressions"]]
+    return [(_class_name(e), state_of(e)) for e in state_of(field)["expressions"]]
 
 
 def _single(items: list) -> int | None:
@@ -226,7 +235,7 @@ def _weekdays(items: list) -> str:
 
 
 def _describe_cron(state: dict) -> str:
-    fields = {_attrs(f)["name"]: _field_items(f) for f in state["fields"]}
+    fields = {state_of(f)["name"]: _field_items(f) for f in state["fields"]}
     hour, minute, second = fields["hour"], fields["minute"], fields["second"]
     zone = zone_name(state.get("timezone"))
     h, m, s = _single(hour), _single(minute), _single(second)
@@ -400,16 +409,28 @@ def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime)
     return trigger.get_next_fire_time(previous, now)
 
 
+_STEP_LIMIT = 10000  # fire times computed without finding one to show: give up
+
+
 def iter_fire_times(trigger: Any, after: dt.datetime, first: dt.datetime | None = None) -> Iterator[dt.datetime]:
     """Fire times from `first` (the stored next run, shown even when past) on, then every
     later one not before `after`; without `first`, from the trigger's next fire after `after`."""
     real = _without_jitter(realize(trigger))
     current = first if first is not None else next_fire_time(real, None, after)
-    shown = False
+    if current is None:
+        return
+    yield current
+    current = next_fire_time(real, current, current)
+    if current is not None and current < after:
+        # an overdue job: skip the missed runs (a year of every-second runs, say) in one step
+        current = next_fire_time(real, None, after)
+    steps = 0
     while current is not None:
-        if current >= after or not shown:
+        if current >= after:
             yield current
-            shown = True
+            steps = 0
+        elif (steps := steps + 1) > _STEP_LIMIT:
+            raise ValueError("its fire times do not move past now")
         current = next_fire_time(real, current, current)
 
 
@@ -527,7 +548,7 @@ def to_record(value: Any, like: Any = None) -> Any:
 
 def trigger_zone(trigger: Any) -> dt.tzinfo | None:
     """The time zone a job's trigger works in (the zone a reschedule keeps)."""
-    state = _attrs(trigger)
+    state = state_of(trigger)
     kind = trigger_type(trigger)
     if kind == "date":
         return state["run_date"].tzinfo

@@ -130,3 +130,76 @@ def test_unreadable_rows_are_not_rewritten(store_copy):
     result = jobctl("--url", url, "pause", "corrupt")
     assert result.returncode == 1 and "unreadable" in result.stderr
     assert rows(path) == before
+
+
+def build_on(target: bytes, key: str, value: bytes) -> bytes:
+    """A pickle that BUILDs slot state {key: value} onto whatever `target` pushes."""
+    return b"\x80\x02" + target + b"N}(" + op_str(key) + value + b"s\x86b."
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        op_global("apscheduler.triggers.cron", "CronTrigger"),  # a stand-in class every row shares
+        op_global("pytz", "_p"),  # an allow-listed function
+        op_global("pytz", "_p") + b"(" + op_str("Europe/Paris") + b"tR",  # a zone pytz shares process-wide
+        op_global("shopapp.models", "Customer"),
+    ],
+)
+def test_one_row_cannot_change_how_other_rows_decode(target, store_copy):
+    """BUILD onto a shared object would let one row rewrite every later row's write-back."""
+    path, _ = store_copy("aps-3.9.1.sqlite")
+    good = rows(path)["weekday_digest"][1]
+    before = state.decode(good)
+    try:
+        state.decode(build_on(target, "__stand_in_ref__", b"(" + op_str("os") + op_str("system") + b"t"))
+        state.decode(build_on(target, "zone", op_str("Asia/Tokyo")))
+    except UnreadableState:
+        pass
+    after = state.decode(good)
+    assert state.encode(after, 5) == state.encode(before, 5)
+    assert triggers_words(after) == "Monday to Friday at 09:00 Europe/Paris"
+
+
+def triggers_words(decoded) -> str:
+    from jobctl import triggers
+
+    return triggers.describe(decoded["trigger"])
+
+
+def test_allow_listed_functions_kept_as_values_write_back_as_themselves():
+    for protocol, data in ((4, b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93."), (2, b"\x80\x02c__builtin__\ngetattr\n.")):
+        decoded = state.decode(data)
+        out = state.encode(decoded, protocol)
+        assert b"getattr" in out and b"jobctl" not in out
+        assert state.decode(out) is decoded  # the same allow-listed entry
+        if protocol == 2:
+            assert b"c__builtin__\ngetattr\n" in out  # as Python 3 writes it for protocol 2
+
+
+def test_an_overdue_every_second_job_shows_its_next_runs_at_once(store_copy):
+    import datetime as dt
+    import time
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    from jobctl import triggers
+
+    record = triggers.to_record(CronTrigger(second="*", timezone="UTC"))
+    started = time.monotonic()
+    now = dt.datetime.now(dt.timezone.utc)
+    times = triggers.fire_times(record, now, 3, first=now - dt.timedelta(days=365))
+    assert time.monotonic() - started < 2
+    assert times[0] < now <= times[1] < times[2]
+
+
+def test_a_custom_trigger_class_is_shown_not_an_error(store_copy):
+    path, url = store_copy()
+    decoded = state.decode(rows(path)["daily_reports"][1])
+    custom = state.decode(b"\x80\x04\x8c\x05myapp\x8c\tMyTrigger\x93)\x81}\x8c\x04hour\x8c\x019sb.")
+    decoded["trigger"] = custom
+    add_row(path, "custom", state.encode(decoded, 5), 2e9)
+    shown = jobctl("--url", url, "show", "custom", "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    detail = json.loads(shown.stdout)
+    assert detail["trigger"] == "custom trigger MyTrigger" and detail["upcoming_error"]
