@@ -518,6 +518,9 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except click.exceptions.NoArgsIsHelpError as exc:  # plain `jobctl`: the help, as kubectl does
+        click.echo(exc.ctx.get_help())
+        code = 0
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "jobctl"
         _fail(f"{exc.format_message()} (see '{command} --help')", 2)

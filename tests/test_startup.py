@@ -34,3 +34,8 @@ def test_help_imports_nothing_heavy():
 def test_version_imports_nothing_heavy():
     output, heavy = loaded_after("--version")
     assert jobctl.__version__ in output and heavy == ""
+
+
+def test_jobctl_alone_prints_the_help():
+    result = subprocess.run([sys.executable, "-m", "jobctl"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("Usage: jobctl") and not result.stderr
