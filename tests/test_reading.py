@@ -132,3 +132,20 @@ def test_fixture_stores_were_written_by_the_release_they_name(store):
         assert b"zoneinfo" in blobs and b"CalendarIntervalTrigger" in blobs
     else:
         assert b"pytz" in blobs and b"CalendarIntervalTrigger" not in blobs
+
+
+def test_demo_writes_a_store_through_apscheduler_and_lists_it(tmp_path):
+    result = jobctl("demo", cwd=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    store = tmp_path / "jobctl-demo.sqlite"
+    assert store.exists()
+    assert "Monday to Friday at 09:00 Europe/Paris" in result.stdout
+    assert "Tuesday to Saturday at 09:00 UTC" in result.stdout  # the from_crontab job, as it really runs
+    assert "export JOBCTL_URL=sqlite:///" in result.stdout
+    listed = json.loads(jobctl("--url", f"sqlite:///{store}", "list", "-o", "json").stdout)
+    assert len(listed) == 7 and all(j["func"].startswith("acme_shop.") for j in listed)
+    assert {j["state"] for j in listed} == {"scheduled", "paused"}
+    before = rows(store)
+    again = jobctl("demo", cwd=str(tmp_path))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    assert rows(store) == before
