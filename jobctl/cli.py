@@ -196,9 +196,10 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
     paused = True if wanted == {"paused"} else (False if wanted and "paused" not in wanted and "unreadable" not in wanted else None)
 
     def rows():
+        from jobctl.parallel import summaries
+
         held_back = []  # unreadable rows go last, and are few
-        for job in store.iter_jobs(patterns, paused=paused, limit=limit):
-            row = render.job_summary(job, at, tz)
+        for row in summaries(store.iter_rows(patterns, paused=paused, limit=limit), at, tz):
             if wanted and row["state"] not in wanted:
                 continue
             if row["state"] == "unreadable":

@@ -171,6 +171,10 @@ class Store:
 
         `paused` True gives only paused jobs, False only scheduled ones.
         """
+        return (Job(*row) for row in self.iter_rows(patterns, paused, limit))
+
+    def iter_rows(self, patterns: Iterable[str] = (), paused: bool | None = None, limit: int | None = None) -> Iterator[tuple[str, float | None, bytes]]:
+        """iter_jobs's rows undecoded: (id, next_run_time, job_state)."""
         from sqlalchemy import select
 
         patterns = list(patterns)
@@ -190,7 +194,7 @@ class Store:
             for row in self._stream(query):
                 if patterns and not any(fnmatch.fnmatchcase(row[0], p) for p in patterns):
                     continue  # LIKE is case-insensitive on some databases; globs are not
-                yield Job(row[0], row[1], row[2])
+                yield row[0], row[1], bytes(row[2])
                 if remaining is not None:
                     remaining -= 1
                     if remaining <= 0:

@@ -1,0 +1,60 @@
+"""Decoding and describing many rows on every core, in order, with bounded memory.
+
+Decoding a row and putting it into words is the cost of a long `list`; the rows are
+independent, so past the first few thousand they go to a pool of worker processes in chunks.
+At most a few chunks per worker are in flight, so memory stays flat, and results come back in
+the order the rows were read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+CHUNK = 1000  # rows a worker decodes at a time
+SERIAL_FIRST = 5000  # a store this small never starts a worker
+IN_FLIGHT = 3  # chunks queued per worker
+
+
+def _summaries(rows: list[tuple[str, float | None, bytes]], at: dt.datetime, tz: dt.tzinfo) -> list[dict[str, Any]]:
+    from jobctl.jobs import Job
+    from jobctl.render import job_summary
+
+    return [job_summary(Job(*row), at, tz) for row in rows]
+
+
+def summaries(rows: Iterable[tuple[str, float | None, bytes]], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST) -> Iterator[dict[str, Any]]:
+    """`render.job_summary` of every row, in order: the first `serial_first` here, the rest on
+    all cores (where the platform can fork)."""
+    rows = iter(rows)
+    yield from _summaries(list(itertools.islice(rows, serial_first)), at, tz)
+    workers = min(os.cpu_count() or 1, 8)
+    context = _fork_context()
+    if workers < 2 or context is None:
+        for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
+            yield from _summaries(chunk, at, tz)
+        return
+    first = list(itertools.islice(rows, CHUNK))
+    if not first:
+        return
+    with context.Pool(workers) as pool:
+        pending: deque = deque([pool.apply_async(_summaries, (first, at, tz))])
+        for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
+            pending.append(pool.apply_async(_summaries, (chunk, at, tz)))
+            if len(pending) >= workers * IN_FLIGHT:
+                yield from pending.popleft().get()
+        while pending:
+            yield from pending.popleft().get()
+
+
+def _fork_context() -> Any:
+    import multiprocessing
+
+    try:
+        return multiprocessing.get_context("fork")
+    except ValueError:  # no fork on this platform: decode in this process
+        return None
