@@ -29,10 +29,29 @@ from jobctl.times import (
 class Change:
     verb = "change"
     past = "changed"
+    store: Any = None  # set by run_change: the store whose zone family new values take
 
     def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
         """The new (job_state, next_run_time) for this job, or None when nothing changes."""
         raise NotImplementedError
+
+    def zone_like(self, job: Job) -> Any:
+        """The zone whose family new zones take: the job's own, else the store's (sampled
+        only when the job names no zone), so a pytz-era store keeps getting pytz zones."""
+        current = job.zone()
+        if isinstance(current, dt.tzinfo) and type(current) is not dt.timezone:
+            return current
+        return (self.store.zone_family() if self.store is not None else None) or current
+
+    def write(self, job: Job, trigger: Any = None, **fields: Any) -> tuple[bytes, float | None]:
+        """The one way a change builds its new row: new triggers and times are moved into the
+        job's zone family (APScheduler 3.11, which computes them, turns pytz into zoneinfo)."""
+        like = self.zone_like(job)
+        if trigger is not None:
+            fields["trigger"] = triggers.to_record(trigger, like)
+        if fields.get("next_run_time") is not None:
+            fields["next_run_time"] = in_family(fields["next_run_time"], like)
+        return job.changed(**fields)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"{self.past} {before.id}: next run {_when(after.next_run_time, at, tz)}"
@@ -47,19 +66,14 @@ def _when(when: dt.datetime | None, at: dt.datetime, tz: dt.tzinfo) -> str:
     return f"{format_time(when, tz)} ({relative(when, at)})"
 
 
-def _require_readable(job: Job) -> None:
-    if not job.readable:
-        raise ChangeRefused(f"job {job.id!r} is unreadable ({job.error}); jobctl will not rewrite it")
-
-
 class Pause(Change):
     verb, past = "pause", "paused"
 
     def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
-        _require_readable(job)
+        job.require_readable()
         if job.next_run_time is None:
             return None
-        return job.changed(next_run_time=None)
+        return self.write(job, next_run_time=None)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"paused {before.id} (was due {relative(before.next_run_time, at)})"
@@ -72,10 +86,10 @@ class Resume(Change):
     verb, past = "resume", "resumed"
 
     def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
-        _require_readable(job)
+        job.require_readable()
         if job.next_run_time is not None:
             return None
-        return job.changed(next_run_time=_next_fire(job.trigger, job.id, at))
+        return self.write(job, next_run_time=_next_fire(job.trigger, job.id, at))
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"{job.id} is not paused (next run {_when(job.next_run_time, at, tz)})"
@@ -85,9 +99,9 @@ class RunNow(Change):
     verb, past = "run", "made due now"
 
     def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
-        _require_readable(job)
-        zone = job.zone() or dt.timezone.utc
-        return job.changed(next_run_time=at.astimezone(zone))
+        job.require_readable()
+        zone = job.zone()
+        return self.write(job, next_run_time=at.astimezone(zone if isinstance(zone, dt.tzinfo) else dt.timezone.utc))
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
@@ -116,20 +130,10 @@ class Reschedule(Change):
     verb = "reschedule"
     past = "rescheduled"
 
-    store_zone: Any = None  # a zone of the store's family, for jobs that name none
-
-    def family(self, job: Job) -> Any:
-        """The zone whose family new zones take: the job's own, else the store's."""
-        current = job.zone()
-        if current is None or type(current) is dt.timezone:
-            return self.store_zone or current
-        return current
-
     def new_trigger(self, job: Job) -> Any:
-        """The trigger the operator asked for, in the job's zone and zone family."""
-        current = job.zone()
-        tz = make_zone(self.zone, like=self.family(job)) if self.zone else current
-        if tz is None:
+        """The trigger the operator asked for, in the job's zone (or --tz)."""
+        tz = make_zone(self.zone) if self.zone else job.zone()
+        if not isinstance(tz, dt.tzinfo):
             tz = make_zone("UTC")
         if self.cron:
             return triggers.cron_trigger(self.cron, tz)
@@ -138,7 +142,7 @@ class Reschedule(Change):
         return triggers.date_trigger(parse_time(self.at, tz), tz)
 
     def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
-        _require_readable(job)
+        job.require_readable()
         trigger = self.new_trigger(job)
         if self.at:
             when = trigger.run_date
@@ -146,8 +150,7 @@ class Reschedule(Change):
                 raise ChangeRefused(f"{self.at} is in the past; use 'jobctl run {job.id}' to run it now")
         else:
             when = _next_fire(trigger, job.id, at)
-        like = self.family(job)
-        return job.changed(trigger=triggers.to_record(trigger, like), next_run_time=in_family(when, like))
+        return self.write(job, trigger=trigger, next_run_time=when)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         zone = zone_name(after.zone())
@@ -179,8 +182,7 @@ def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: 
     """Apply one change to one job in one transaction and say what happened."""
     at = now()
     result: dict[str, Any] = {}
-    if isinstance(change, Reschedule):
-        change.store_zone = store.zone_family()
+    change.store = store
 
     def apply(job: Job) -> tuple[bytes, float | None] | None:
         new_row = change.apply(job, at)

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from jobctl import __version__
-from jobctl.errors import ChangeRefused, JobctlError, StoreError, UsageError
+from jobctl.errors import ChangeRefused, JobctlError, MissingStore, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
 STATES = ["scheduled", "paused", "overdue", "unreadable"]
@@ -208,22 +208,33 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
                 yield row
         yield from held_back
 
+    emit(
+        rows(),
+        render.LIST_FIELDS,
+        render.plain_line,
+        lambda table: render.list_table(table, tz, render.use_color(), headers=not no_headers),
+        no_headers,
+        "no jobs" + (" match" if patterns or states else ""),
+    )
+
+
+def emit(rows: Any, csv_fields: list[str], plain: Any, table: Any, no_headers: bool, empty: str) -> None:
+    """Rows in the chosen output format: json and csv streamed, the table fitted once all are in."""
+    from jobctl import render
+
     fmt = output()
     if fmt == "json":
-        for chunk in render.json_array(rows()):
+        for chunk in render.json_array(rows):
+            click.echo(chunk, nl=False)
+    elif fmt == "csv":
+        for chunk in render.csv_lines(rows, csv_fields, headers=not no_headers):
             click.echo(chunk, nl=False)
     elif fmt == "plain":
-        for row in rows():
-            click.echo(render.plain_line(row))
-    elif fmt == "csv":
-        for chunk in render.csv_lines(rows(), render.LIST_FIELDS, headers=not no_headers):
-            click.echo(chunk, nl=False)
+        for row in rows:
+            click.echo(plain(row))
     else:
-        table = list(rows())
-        if table:
-            click.echo(render.list_table(table, tz, render.use_color(), headers=not no_headers))
-        else:
-            click.echo("no jobs" + (" match" if patterns or states else ""), err=True)
+        collected = list(rows)
+        click.echo(table(collected) if collected else empty, err=not collected)
 
 
 @cli.command()
@@ -265,18 +276,14 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
     problems: list[str] = []
     runs = itertools.islice(upcoming_runs(store.iter_jobs(patterns, paused=False), at, at + window, problems), limit)
     rows = ({"time": format_iso(when, tz), "in": relative(when, at), "id": job.id, "trigger": job.schedule} for when, job in runs)
-    fmt = output()
-    if fmt == "json":
-        for chunk in render.json_array(rows):
-            click.echo(chunk, nl=False)
-    elif fmt == "csv":
-        for chunk in render.csv_lines(rows, ["time", "id", "trigger"], headers=not no_headers):
-            click.echo(chunk, nl=False)
-    elif fmt == "plain":
-        for row in rows:
-            click.echo(f"{row['time']}\t{row['id']}")
-    else:
-        click.echo(render.upcoming_table(list(rows), tz, headers=not no_headers) or f"no runs in the next {within}")
+    emit(
+        rows,
+        ["time", "id", "trigger"],
+        lambda row: f"{row['time']}\t{row['id']}",
+        lambda table: render.upcoming_table(table, tz, headers=not no_headers),
+        no_headers,
+        f"no runs in the next {within}",
+    )
     for problem in problems:
         click.echo(f"jobctl: warning: {problem}", err=True)
 
@@ -454,7 +461,7 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
     rows = transfer.read_document(text)
     try:
         store = open_store(write=True, create=create_table and not dry_run)
-    except StoreError:
+    except MissingStore:
         if not (dry_run and create_table):
             raise
         click.echo(f"dry run, nothing changed: would create the job table and import {len(rows)} job(s)")

@@ -19,6 +19,10 @@ class StoreError(JobctlError):
     """The store cannot be reached, does not exist, or is not an APScheduler job table."""
 
 
+class MissingStore(StoreError):
+    """The SQLite file or the job table does not exist (jobctl never creates them unasked)."""
+
+
 class NoSuchJob(JobctlError):
     """A job id or pattern matched nothing."""
 

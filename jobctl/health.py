@@ -62,6 +62,9 @@ def check(open_store: Callable[[], Any], at: dt.datetime, warning: dt.timedelta,
     except JobctlError as exc:
         report.reason = str(exc)
         return report
+    except Exception as exc:  # noqa: BLE001 - a monitoring check answers UNKNOWN, never crashes
+        report.reason = f"internal error: {type(exc).__name__}: {exc}"
+        return report
     report.status, report.reason = _verdict(report)
     return report
 

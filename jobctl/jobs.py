@@ -114,10 +114,13 @@ class Job:
 
     # --- changes: each returns the new row (job_state bytes, next_run_time column) ---
 
-    def changed(self, **fields: Any) -> tuple[bytes, float | None]:
-        """This job with some state fields replaced, encoded as its own APScheduler wrote it."""
+    def require_readable(self) -> None:
         if self.state is None:
             raise ChangeRefused(f"job {self.id!r} is unreadable ({self.error}); jobctl will not rewrite it")
+
+    def changed(self, **fields: Any) -> tuple[bytes, float | None]:
+        """This job with some state fields replaced, encoded as its own APScheduler wrote it."""
+        self.require_readable()
         new_state = dict(self.state)
         new_state.update(fields)
         return states.encode(new_state, states.protocol_of(self.raw)), utc_timestamp(new_state["next_run_time"])

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jobctl.errors import ChangeRefused, NoSuchJob, StoreError, UsageError
+from jobctl.errors import ChangeRefused, MissingStore, NoSuchJob, StoreError, UsageError
 from jobctl.jobs import Job
 
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
@@ -98,7 +98,7 @@ class Store:
         if not path or path == ":memory:":
             raise StoreError("an in-memory SQLite database holds no jobs: give the store's file path")
         if not os.path.isfile(path) and not self.create:
-            raise StoreError(f"no such SQLite file: {path}")
+            raise MissingStore(f"no such SQLite file: {path}")
         # mode=ro/rw never create the file; rwc (create) only for import --create-table
         mode = "rwc" if self.create else "rw" if self.write else "ro"
         uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
@@ -127,7 +127,7 @@ class Store:
                 table.create(self.engine)
                 return table
             if not inspector.has_table(self.table_name, schema=self.schema):
-                raise StoreError(
+                raise MissingStore(
                     f"no table {where!r} in {self.safe_url}: not an APScheduler job store "
                     "(use --table / --schema if the application named it differently)"
                 )
@@ -155,6 +155,13 @@ class Store:
 
     # --- reading ---------------------------------------------------------------------
 
+    def _rows(self) -> Any:
+        """SELECT id, next_run_time, job_state: the one query every reader builds on."""
+        from sqlalchemy import select
+
+        c = self.jobs.c
+        return select(c.id, c.next_run_time, c.job_state)
+
     def _id_filter(self, patterns: Iterable[str]) -> Any:
         from sqlalchemy import or_
 
@@ -175,16 +182,14 @@ class Store:
 
     def iter_rows(self, patterns: Iterable[str] = (), paused: bool | None = None, limit: int | None = None) -> Iterator[tuple[str, float | None, bytes]]:
         """iter_jobs's rows undecoded: (id, next_run_time, job_state)."""
-        from sqlalchemy import select
-
         patterns = list(patterns)
         where = self._id_filter(patterns)
         c = self.jobs.c
         queries = []
         if paused is not True:
-            queries.append(select(c.id, c.next_run_time, c.job_state).where(c.next_run_time.isnot(None)).order_by(c.next_run_time, c.id))
+            queries.append(self._rows().where(c.next_run_time.isnot(None)).order_by(c.next_run_time, c.id))
         if paused is not False:
-            queries.append(select(c.id, c.next_run_time, c.job_state).where(c.next_run_time.is_(None)).order_by(c.id))
+            queries.append(self._rows().where(c.next_run_time.is_(None)).order_by(c.id))
         remaining = limit
         for query in queries:
             if where is not None:
@@ -211,10 +216,8 @@ class Store:
             raise StoreError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from None
 
     def get(self, job_id: str) -> Job:
-        from sqlalchemy import select
-
-        c = self.jobs.c
-        row = self._run(lambda conn: conn.execute(select(c.id, c.next_run_time, c.job_state).where(c.id == job_id)).first())
+        query = self._rows().where(self.jobs.c.id == job_id)
+        row = self._run(lambda conn: conn.execute(query).first())
         if row is None:
             raise NoSuchJob(f"no job with id {job_id!r}")
         return Job(row[0], row[1], row[2])
@@ -269,10 +272,10 @@ class Store:
         old job_state: if another process changed the row in between, it is read again and
         the change re-applied, up to RETRIES times, and then refused.
         """
-        from sqlalchemy import select, update
+        from sqlalchemy import update
 
         c = self.jobs.c
-        query = select(c.id, c.next_run_time, c.job_state).where(c.id == job_id)
+        query = self._rows().where(c.id == job_id)
         if self.dialect in ("postgresql", "mysql", "mariadb"):
             query = query.with_for_update()
 
@@ -306,21 +309,18 @@ class Store:
         from sqlalchemy import select
 
         found: list[str] = []
-        for start in range(0, len(job_ids), 500):
-            chunk = job_ids[start : start + 500]
+        for chunk in _chunks(job_ids):
             query = select(self.jobs.c.id).where(self.jobs.c.id.in_(chunk))
             found += [i for (i,) in self._run(lambda conn, q=query: conn.execute(q).all())]
         return found
 
     def write_rows(self, rows: list[tuple[str, float | None, bytes]], replace: bool) -> None:
         """Insert rows exactly as given, in one transaction (replacing existing ones if asked)."""
-        from sqlalchemy import delete, insert
+        from sqlalchemy import insert
 
         def work(conn: Any) -> None:
             if replace:
-                ids = [r[0] for r in rows]
-                for start in range(0, len(ids), 500):
-                    conn.execute(delete(self.jobs).where(self.jobs.c.id.in_(ids[start : start + 500])))
+                self._delete(conn, [r[0] for r in rows])
             if rows:
                 conn.execute(insert(self.jobs), [{"id": i, "next_run_time": t, "job_state": b} for i, t, b in rows])
 
@@ -328,9 +328,12 @@ class Store:
 
     def delete(self, job_ids: list[str]) -> int:
         """Remove exactly these rows in one transaction; returns how many were there."""
+        return self._run(lambda conn: self._delete(conn, job_ids))
+
+    def _delete(self, conn: Any, job_ids: list[str]) -> int:
         from sqlalchemy import delete
 
-        return self._run(lambda conn: conn.execute(delete(self.jobs).where(self.jobs.c.id.in_(job_ids))).rowcount)
+        return sum(conn.execute(delete(self.jobs).where(self.jobs.c.id.in_(chunk))).rowcount for chunk in _chunks(job_ids))
 
     # --- aggregates (health) -----------------------------------------------------------
 
@@ -369,11 +372,15 @@ class Store:
 
     def overdue_jobs(self, before: float, limit: int) -> list[Job]:
         """The most overdue jobs (next run before `before`), oldest first."""
-        from sqlalchemy import select
-
         c = self.jobs.c
-        query = select(c.id, c.next_run_time, c.job_state).where(c.next_run_time < before).order_by(c.next_run_time, c.id).limit(limit)
+        query = self._rows().where(c.next_run_time < before).order_by(c.next_run_time, c.id).limit(limit)
         return [Job(*row) for row in self._run(lambda conn: conn.execute(query).all())]
+
+
+def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
+    """Id lists in pieces small enough for any database's limit on bound parameters."""
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
 
 
 def _like(pattern: str) -> str:

@@ -63,15 +63,8 @@ def is_pytz(tz: Any) -> bool:
     return type(tz).__module__.split(".")[0] == "pytz"
 
 
-def make_zone(name: str, like: Any = None) -> dt.tzinfo:
-    """A zone by name, of the same family as `like` (a pytz-era store keeps pytz zones)."""
-    if like is not None and is_pytz(like):
-        import pytz
-
-        try:
-            return pytz.timezone(name)
-        except pytz.UnknownTimeZoneError:
-            raise UsageError(f"unknown time zone {name!r}") from None
+def make_zone(name: str) -> dt.tzinfo:
+    """A zoneinfo zone by name (in_family moves it into a pytz-era store's family)."""
     import zoneinfo
 
     if name.upper() == "UTC":
@@ -92,13 +85,16 @@ def in_family(value: Any, like: Any) -> Any:
         return value if value.tzinfo is None else value.astimezone(in_family(value.tzinfo, like))
     if not isinstance(value, dt.tzinfo) or like is None or type(value) is type(like):
         return value
-    if is_pytz(like):
-        import pytz
+    name = zone_name(value)
+    try:
+        if is_pytz(like):
+            import pytz
 
-        return pytz.timezone(zone_name(value))
-    if isinstance(like, ShimZone):
-        name = zone_name(value)
-        return ShimZone(make_zone(name), name)
+            return pytz.timezone(name)
+        if isinstance(like, ShimZone):
+            return ShimZone(make_zone(name), name)
+    except Exception:  # noqa: BLE001 - a fixed offset has no named zone to move: keep it
+        return value
     return value
 
 

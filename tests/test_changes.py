@@ -71,6 +71,9 @@ def test_every_change_loads_back_in_the_release_that_wrote_the_store(store, stor
             assert job["next_run_time"] == original[job_id]["next_run_time"]
     pytz_era = not version_of(store).startswith("3.11")
 
+    for job_id in CHANGED - {"month_end_rotation", "daily_reports", "one_off"}:  # zone classes kept (pytz stays pytz)
+        was = original[job_id]["next_run_time_zone_class"] or original[job_id]["timezone_class"].split(".")[0]
+        assert loaded[job_id]["next_run_time_zone_class"] == was, job_id
     assert loaded["daily_reports"]["next_run_time"] is None
     resumed = dt.datetime.fromisoformat(loaded["paused_sync"]["next_run_time"])
     assert started < resumed <= dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=15)
