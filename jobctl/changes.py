@@ -154,9 +154,11 @@ class Reschedule(Change):
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         zone = zone_name(after.zone())
+        # an interval's words carry no zone, yet its zone decides its wall-clock times
+        zone_text = "" if zone in after.schedule else f"; time zone {zone}"
         return (
             f"rescheduled {before.id}: {after.schedule} (was: {before.schedule}); "
-            f"next run {_when(after.next_run_time, at, tz)} [{zone}]"
+            f"next run {_when(after.next_run_time, at, tz)}{zone_text}"
         )
 
 

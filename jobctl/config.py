@@ -35,8 +35,16 @@ def config_path() -> Path:
 
 def load(path: Path) -> dict[str, Any]:
     """The parsed config file; {} when the default file is absent."""
-    if not path.exists():
-        if os.environ.get("JOBCTL_CONFIG"):
+    explicit = bool(os.environ.get("JOBCTL_CONFIG"))
+    try:
+        present = path.exists()
+    except OSError as exc:
+        # `sudo -u app jobctl` keeps a HOME the user may not enter: no config file of theirs
+        if explicit:
+            raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
+        return {}
+    if not present:
+        if explicit:
             raise UsageError(f"JOBCTL_CONFIG names {path}, which does not exist")
         return {}
     try:

@@ -37,6 +37,44 @@ def is_pattern(text: str) -> bool:
     return bool(_GLOB_CHARS & set(text))
 
 
+def _sqlite_read_mode(path: str) -> tuple[str, bool]:
+    """How to open a SQLite file for reading: (URI mode, whether to set query_only).
+
+    A read-only connection to a WAL-mode database leaves behind the -wal and -shm files it
+    needed (it may not checkpoint them away on close); made by the operator's user, they can
+    lock the application out. So where we may write, read through a read-write connection
+    that refuses writes, which SQLite tidies up as the application would. Where we may not
+    and no other process has the database open (no -wal, no -shm), mode=ro cannot create the
+    -shm it needs, so read the file as immutable: nothing else is writing it.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.access(path, os.W_OK) and os.access(folder, os.W_OK):
+        return "rw", True
+    sidecars = any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
+    if not sidecars and _is_wal(path):
+        return "ro&immutable=1", False
+    return "ro", False
+
+
+def _require_writable(path: str) -> None:
+    """Refuse a change up front, in words, where SQLite would fail with 'readonly database'."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(path, os.W_OK):
+        raise StoreError(f"cannot change {path}: this user may not write the file")
+    if not os.access(folder, os.W_OK):
+        raise StoreError(f"cannot change {path}: this user may not write its folder, where SQLite keeps its journal")
+
+
+def _is_wal(path: str) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    # bytes 18 and 19 of the header (file format write/read versions) are 2 in WAL mode
+    return header[:16] == b"SQLite format 3\x00" and header[18:20] == b"\x02\x02"
+
+
 class Store:
     """An APScheduler job table reached through SQLAlchemy, opened read-only unless `write`."""
 
@@ -100,11 +138,20 @@ class Store:
         if not os.path.isfile(path) and not self.create:
             raise MissingStore(f"no such SQLite file: {path}")
         # mode=ro/rw never create the file; rwc (create) only for import --create-table
-        mode = "rwc" if self.create else "rw" if self.write else "ro"
+        if self.create:
+            mode, query_only = "rwc", False
+        elif self.write:
+            mode, query_only = "rw", False
+            _require_writable(path)
+        else:
+            mode, query_only = _sqlite_read_mode(path)
         uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
 
         def connect() -> sqlite3.Connection:
-            return sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)
+            connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)
+            if query_only:
+                connection.execute("PRAGMA query_only = ON")
+            return connection
 
         return sqlalchemy.create_engine("sqlite://", creator=connect, poolclass=NullPool)
 

@@ -6,6 +6,7 @@ and load them back with APScheduler; jobctl always runs as its own process witho
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -104,7 +105,7 @@ def store_copy(tmp_path):
 
 def rows(path: Path) -> dict[str, tuple]:
     """Every row of a SQLite job table, as raw bytes: what 'byte-identical' is checked on."""
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         return {r[0]: (r[1], bytes(r[2])) for r in db.execute("SELECT id, next_run_time, job_state FROM apscheduler_jobs")}
 
 

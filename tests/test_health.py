@@ -72,8 +72,10 @@ def test_slightly_late_is_a_warning_and_thresholds_are_options(tmp_path):
     assert check(url, "--warning", "1m", "--critical", "5m")[0] == 2
 
 
-def test_an_unreadable_row_is_a_warning(store_copy):
-    path, url = store_copy("aps-3.11.3.sqlite")
+def test_an_unreadable_row_is_a_warning(tmp_path):
+    path = tmp_path / "fresh.sqlite"
+    url = f"sqlite:///{path}"
+    write_store(url)  # freshly written, so the only finding is the broken row (the checked-in stores age)
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO apscheduler_jobs VALUES ('broken', NULL, ?)", (b"\x80\x05garbage",))
     before = rows(path)

@@ -108,7 +108,7 @@ def test_hostile_and_corrupt_rows_in_a_real_store(store_copy, tmp_path):
     states = {j["id"]: j["state"] for j in jobs}
     assert len(jobs) == len(before)
     assert states["corrupt"] == states["not_a_job"] == "unreadable"
-    assert states["daily_reports"] == "scheduled"
+    assert states["daily_reports"] in ("scheduled", "overdue")  # still read (the checked-in store ages)
     assert [j["state"] for j in jobs][-1] == "unreadable"  # unreadable rows come last
     unreadable = [j for j in jobs if j["state"] == "unreadable"]
     assert all(j["error"] for j in unreadable)
