@@ -31,5 +31,9 @@ class ChangeRefused(JobctlError):
     """A change cannot be made safely (unreadable row, no future fire time, concurrent change)."""
 
 
+class LockTimeout(ChangeRefused):
+    """Another transaction held a lock longer than jobctl waits (JOBCTL_LOCK_TIMEOUT)."""
+
+
 class UnreadableState(Exception):
     """A job_state pickle could not be decoded safely; the row is shown as unreadable."""

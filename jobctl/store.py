@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jobctl.errors import ChangeRefused, MissingStore, NoSuchJob, StoreError, UsageError
+from jobctl.errors import ChangeRefused, LockTimeout, MissingStore, NoSuchJob, StoreError, UsageError
 from jobctl.jobs import Job
 
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
-SQLITE_BUSY_TIMEOUT = 10  # seconds to wait for another writer's lock
+LOCK_TIMEOUT = 10  # seconds a change waits for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
 RETRIES = 8
 _GLOB_CHARS = set("*?[")
 
@@ -148,7 +148,7 @@ class Store:
         uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
 
         def connect() -> sqlite3.Connection:
-            connection = sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT, check_same_thread=False)
+            connection = sqlite3.connect(uri, uri=True, timeout=lock_timeout(), check_same_thread=False)
             if query_only:
                 connection.execute("PRAGMA query_only = ON")
             return connection
@@ -190,14 +190,29 @@ class Store:
             )
         return table
 
-    def _run(self, work: Callable[[Any], Any]) -> Any:
-        """Run `work(connection)` in one transaction, database errors as StoreError."""
+    def _run(self, work: Callable[[Any], Any], writes: bool = False) -> Any:
+        """Run `work(connection)` in one transaction, database errors as StoreError.
+
+        A writing transaction waits at most lock_timeout() for another's lock (a stuck
+        session in psql, say) and is then refused, rather than hanging the operator's shell.
+        """
+        from sqlalchemy import text
         from sqlalchemy.exc import DBAPIError
 
+        seconds = lock_timeout()
         try:
             with self.engine.begin() as connection:
+                if writes and self.dialect == "postgresql":
+                    connection.execute(text(f"SET LOCAL lock_timeout = '{seconds}s'"))
+                elif writes and self.dialect in ("mysql", "mariadb"):
+                    connection.execute(text(f"SET SESSION innodb_lock_wait_timeout = {seconds}"))
                 return work(connection)
         except DBAPIError as exc:
+            if _lock_wait_expired(exc.orig):
+                raise LockTimeout(
+                    f"another transaction held a lock for more than {seconds} s, so nothing was changed "
+                    "(JOBCTL_LOCK_TIMEOUT sets the wait)"
+                ) from None
             raise StoreError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from None
 
     # --- reading ---------------------------------------------------------------------
@@ -323,7 +338,7 @@ class Store:
 
         c = self.jobs.c
         query = self._rows().where(c.id == job_id)
-        if self.dialect in ("postgresql", "mysql", "mariadb"):
+        if self.dialect in ("postgresql", "mysql", "mariadb") and not dry_run:
             query = query.with_for_update()
 
         def attempt(conn: Any) -> tuple[Job, Job] | None:
@@ -346,7 +361,10 @@ class Store:
             return (before, after) if result.rowcount == 1 else None
 
         for attempt_number in range(RETRIES):
-            outcome = self._run(attempt)
+            try:
+                outcome = self._run(attempt, writes=not dry_run)
+            except LockTimeout as exc:
+                raise LockTimeout(f"job {job_id!r}: {exc}") from None
             if outcome is not None:
                 return outcome
             time.sleep(random.uniform(0.01, 0.05) * (attempt_number + 1))  # let the other writer finish
@@ -371,11 +389,11 @@ class Store:
             if rows:
                 conn.execute(insert(self.jobs), [{"id": i, "next_run_time": t, "job_state": b} for i, t, b in rows])
 
-        self._run(work)
+        self._run(work, writes=True)
 
     def delete(self, job_ids: list[str]) -> int:
         """Remove exactly these rows in one transaction; returns how many were there."""
-        return self._run(lambda conn: self._delete(conn, job_ids))
+        return self._run(lambda conn: self._delete(conn, job_ids), writes=True)
 
     def _delete(self, conn: Any, job_ids: list[str]) -> int:
         from sqlalchemy import delete
@@ -451,6 +469,26 @@ def _like(pattern: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def lock_timeout() -> int:
+    """Seconds a change waits for another transaction's lock: $JOBCTL_LOCK_TIMEOUT or 10."""
+    value = os.environ.get("JOBCTL_LOCK_TIMEOUT", "")
+    if not value:
+        return LOCK_TIMEOUT
+    if not value.isdigit() or int(value) < 1:
+        raise UsageError(f"JOBCTL_LOCK_TIMEOUT must be a whole number of seconds, not {value!r}")
+    return int(value)
+
+
+def _lock_wait_expired(error: Any) -> bool:
+    """PostgreSQL's lock_timeout (55P03), MySQL's lock wait timeout (1205), SQLite's busy."""
+    if getattr(error, "sqlstate", None) == "55P03" or getattr(error, "pgcode", None) == "55P03":
+        return True
+    args = getattr(error, "args", ())
+    if args and args[0] == 1205:
+        return True
+    return type(error).__name__ == "OperationalError" and "database is locked" in str(error)
 
 
 def _first_line(exc: Any) -> str:

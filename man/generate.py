@@ -22,6 +22,12 @@ from jobctl.cli import cli  # noqa: E402
 
 SEE_ALSO_ENV = """.SH ENVIRONMENT
 .TP
+.B JOBCTL_STORE
+A named store from the config file (same as \\fB\\-\\-store\\fR).
+.TP
+.B JOBCTL_CONFIG
+The config file to read instead of ~/.config/jobctl/config.toml.
+.TP
 .B JOBCTL_URL
 SQLAlchemy URL of the job store (same as \\fB\\-\\-url\\fR).
 .TP
@@ -32,10 +38,14 @@ Job table name (default apscheduler_jobs).
 Database schema holding the table.
 .TP
 .B JOBCTL_OUTPUT
-Output format: table, json or plain.
+Output format: table, json, plain or csv.
 .TP
 .B JOBCTL_TZ
 Time zone times are shown in.
+.TP
+.B JOBCTL_LOCK_TIMEOUT
+Seconds a change waits for a lock another transaction holds on the row (the whole database on
+SQLite) before it is refused with nothing changed (default 10).
 .TP
 .B NO_COLOR
 When set, the table is printed without colour.

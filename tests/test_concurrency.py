@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from conftest import aps_load, drop_table, server_url, write_store
+from conftest import aps_load, drop_table, jobctl, server_url, write_store
 from jobctl import state
 from jobctl.jobs import Job
 from jobctl.store import Store
@@ -76,3 +76,43 @@ def test_many_jobctl_processes_on_postgresql(table_name):
         run_many_at_once(url, table_name)
     finally:
         drop_table(url, table_name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
+def any_store(request, tmp_path, table_name):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'locked.sqlite'}"
+    else:
+        url = server_url({"postgresql": "JOBCTL_TEST_POSTGRES_URL", "mariadb": "JOBCTL_TEST_MYSQL_URL"}[request.param])
+    write_store(url, "current", "--table", table_name)
+    yield request.param, url, table_name
+    if request.param != "sqlite":
+        drop_table(url, table_name)
+
+
+def test_a_lock_held_by_another_transaction_is_waited_for_then_refused(any_store):
+    """A stuck session holding the row (or, on SQLite, the database) does not hang jobctl:
+    it waits JOBCTL_LOCK_TIMEOUT seconds, refuses in one line per job, and changes nothing."""
+    import sqlalchemy
+
+    kind, url, table = any_store
+    engine = sqlalchemy.create_engine(url)
+    before = aps_load(url, "current", "--table", table)["by_id"]
+    with engine.connect() as session:
+        transaction = session.begin()
+        lock = "UPDATE {t} SET next_run_time = next_run_time WHERE id = 'daily_reports'"
+        session.execute(sqlalchemy.text((lock if kind == "sqlite" else "SELECT id FROM {t} WHERE id = 'daily_reports' FOR UPDATE").format(t=table)))
+        result = jobctl("--url", url, "--table", table, "pause", "daily_reports", "inventory_sync", env={"JOBCTL_LOCK_TIMEOUT": "1"})
+        transaction.rollback()
+    engine.dispose()
+    assert result.returncode == 1
+    refused = "jobctl: error: job 'daily_reports': another transaction held a lock for more than 1 s, so nothing was changed (JOBCTL_LOCK_TIMEOUT sets the wait)"
+    assert refused in result.stderr.splitlines() and "Traceback" not in result.stderr
+    after = aps_load(url, "current", "--table", table)["by_id"]
+    assert after["daily_reports"] == before["daily_reports"]
+    if kind == "sqlite":  # SQLite locks the whole database: the other job waited and was refused too
+        assert after["inventory_sync"] == before["inventory_sync"]
+    else:  # a row lock: the other job was changed
+        assert result.stdout.startswith("paused inventory_sync") and after["inventory_sync"]["next_run_time"] is None
+    bad = jobctl("--url", url, "--table", table, "pause", "daily_reports", env={"JOBCTL_LOCK_TIMEOUT": "soon"})
+    assert bad.returncode == 2 and bad.stderr == "jobctl: error: JOBCTL_LOCK_TIMEOUT must be a whole number of seconds, not 'soon'\n"
