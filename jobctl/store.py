@@ -117,7 +117,9 @@ class Store:
                     break
         connect_args = {"connect_timeout": CONNECT_TIMEOUT} if backend in _EXTRAS else {}
         try:
-            return sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+            engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+            _bound_lock_waits(engine, backend)
+            return engine
         except NoSuchModuleError:
             raise UsageError(f"unknown database kind {url.drivername!r} in {self.safe_url}") from None
         except ImportError as exc:
@@ -180,7 +182,7 @@ class Store:
                 )
             columns = {c["name"] for c in inspector.get_columns(self.table_name, schema=self.schema)}
         except DBAPIError as exc:
-            raise StoreError(f"cannot reach {self.safe_url}: {_first_line(exc.orig)}") from None
+            raise self._error(exc, "cannot reach") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read {self.safe_url}: {_first_line(exc)}") from None
         missing = {"id", "next_run_time", "job_state"} - columns
@@ -191,29 +193,24 @@ class Store:
         return table
 
     def _run(self, work: Callable[[Any], Any], writes: bool = False) -> Any:
-        """Run `work(connection)` in one transaction, database errors as StoreError.
-
-        A writing transaction waits at most lock_timeout() for another's lock (a stuck
-        session in psql, say) and is then refused, rather than hanging the operator's shell.
-        """
-        from sqlalchemy import text
+        """Run `work(connection)` in one transaction, database errors as our own."""
         from sqlalchemy.exc import DBAPIError
 
-        seconds = lock_timeout()
         try:
             with self.engine.begin() as connection:
-                if writes and self.dialect == "postgresql":
-                    connection.execute(text(f"SET LOCAL lock_timeout = '{seconds}s'"))
-                elif writes and self.dialect in ("mysql", "mariadb"):
-                    connection.execute(text(f"SET SESSION innodb_lock_wait_timeout = {seconds}"))
                 return work(connection)
         except DBAPIError as exc:
-            if _lock_wait_expired(exc.orig):
-                raise LockTimeout(
-                    f"another transaction held a lock for more than {seconds} s, so nothing was changed "
-                    "(JOBCTL_LOCK_TIMEOUT sets the wait)"
-                ) from None
-            raise StoreError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from None
+            raise self._error(exc, "database error on", writes) from None
+
+    def _error(self, exc: Any, doing: str, writes: bool = False) -> StoreError | LockTimeout:
+        """A database error as one line: a lock waited out (see _bound_lock_waits), or the rest."""
+        if _lock_wait_expired(exc.orig):
+            outcome = ", so nothing was changed" if writes else ""
+            return LockTimeout(
+                f"another transaction held a lock for more than {lock_timeout()} s{outcome} "
+                "(JOBCTL_LOCK_TIMEOUT sets the wait)"
+            )
+        return StoreError(f"{doing} {self.safe_url}: {_first_line(exc.orig)}")
 
     # --- reading ---------------------------------------------------------------------
 
@@ -275,7 +272,7 @@ class Store:
                 result = connection.execution_options(stream_results=True, yield_per=500).execute(query)
                 yield from result
         except DBAPIError as exc:
-            raise StoreError(f"database error on {self.safe_url}: {_first_line(exc.orig)}") from None
+            raise self._error(exc, "database error on") from None
 
     def get(self, job_id: str) -> Job:
         query = self._rows().where(self.jobs.c.id == job_id)
@@ -469,6 +466,30 @@ def _like(pattern: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+def _bound_lock_waits(engine: Any, backend: str) -> None:
+    """Every transaction waits at most lock_timeout() for another's lock (a stuck psql session,
+    an ALTER TABLE in flight) and then fails: a refusal beats a hung shell or a pile of cron
+    checks. SQLite's equivalent is the sqlite3 busy timeout."""
+    from sqlalchemy import event
+
+    seconds = lock_timeout()
+
+    def run(dbapi_connection: Any, statement: str) -> None:
+        # on the driver's own cursor: a streaming read's server-side cursor cannot run a SET
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+
+    if backend == "postgresql":
+        # SET LOCAL lasts one transaction, so it is safe behind PgBouncer's transaction pooling
+        statement = f"SET LOCAL lock_timeout = '{seconds}s'"
+        event.listen(engine, "begin", lambda connection: run(connection.connection.dbapi_connection, statement))
+    elif backend in ("mysql", "mariadb"):
+        # row locks, and the metadata locks an ALTER TABLE takes (whose default wait is a year)
+        statement = f"SET SESSION innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}"
+        event.listen(engine, "connect", lambda dbapi_connection, record: run(dbapi_connection, statement))
 
 
 def lock_timeout() -> int:

@@ -44,8 +44,9 @@ Output format: table, json, plain or csv.
 Time zone times are shown in.
 .TP
 .B JOBCTL_LOCK_TIMEOUT
-Seconds a change waits for a lock another transaction holds on the row (the whole database on
-SQLite) before it is refused with nothing changed (default 10).
+Seconds to wait for a lock another transaction holds (on a row, a table, or on SQLite the
+whole database); then a change is refused with nothing changed, a read fails, and
+\\fBhealth\\fR says UNKNOWN (default 10).
 .TP
 .B NO_COLOR
 When set, the table is printed without colour.

@@ -116,3 +116,38 @@ def test_a_lock_held_by_another_transaction_is_waited_for_then_refused(any_store
         assert result.stdout.startswith("paused inventory_sync") and after["inventory_sync"]["next_run_time"] is None
     bad = jobctl("--url", url, "--table", table, "pause", "daily_reports", env={"JOBCTL_LOCK_TIMEOUT": "soon"})
     assert bad.returncode == 2 and bad.stderr == "jobctl: error: JOBCTL_LOCK_TIMEOUT must be a whole number of seconds, not 'soon'\n"
+
+
+def test_a_locked_table_makes_reads_give_up_in_time_not_hang(any_store):
+    """An ALTER TABLE in flight (an exclusive table lock) must not hang `health` in cron: it
+    waits JOBCTL_LOCK_TIMEOUT seconds and reports UNKNOWN; `list` fails in one line."""
+    import sqlite3
+
+    import sqlalchemy
+
+    kind, url, table = any_store
+    env = {"JOBCTL_LOCK_TIMEOUT": "1"}
+    if kind == "sqlite":
+        holder = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        release = holder.close
+    else:
+        engine = sqlalchemy.create_engine(url)
+        holder = engine.connect()
+        transaction = holder.begin()
+        lock = f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE" if kind == "postgresql" else f"LOCK TABLES {table} WRITE"
+        holder.execute(sqlalchemy.text(lock))
+
+        def release():
+            transaction.rollback()
+            holder.close()
+            engine.dispose()
+    try:
+        health = jobctl("--url", url, "--table", table, "health", env=env)
+        listed = jobctl("--url", url, "--table", table, "list", env=env)
+    finally:
+        release()
+    waited = "another transaction held a lock for more than 1 s (JOBCTL_LOCK_TIMEOUT sets the wait)"
+    assert health.returncode == 3 and health.stdout == f"JOBCTL UNKNOWN - {waited}\n"
+    assert listed.returncode == 1 and listed.stderr == f"jobctl: error: {waited}\n"
+    assert jobctl("--url", url, "--table", table, "health", env=env).returncode == 0  # the lock gone, all is well
