@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import click
 
 from jobctl import __version__
-from jobctl.errors import ChangeRefused, JobctlError, MissingStore, UsageError
+from jobctl.errors import ChangeRefused, JobctlError, LockTimeout, MissingStore, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
 STATES = ["scheduled", "paused", "overdue", "unreadable"]
@@ -297,14 +298,18 @@ def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> Non
     """Run one change per job, each in its own transaction; report each; fail if any failed."""
     from jobctl import changes
 
-    store, tz = open_store(write=True), display_zone()
+    store, tz = open_store(write=not dry_run), display_zone()
     failed = 0
-    for job_id in store.resolve(patterns):
+    job_ids = store.resolve(patterns)
+    for number, job_id in enumerate(job_ids, 1):
         try:
             click.echo(changes.run_change(store, job_id, change, tz, dry_run))
         except ChangeRefused as exc:
             click.echo(f"jobctl: error: {exc}", err=True)
             failed += 1
+            if isinstance(exc, LockTimeout) and exc.whole_store and number < len(job_ids):
+                click.echo(f"jobctl: error: the whole store is locked: {len(job_ids) - number} more job(s) not tried", err=True)
+                break
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -367,7 +372,7 @@ def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str
 @connection_options(top_level=False)
 def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Remove jobs from the store for good (asks first on a terminal; --yes skips that)."""
-    store = open_store(write=True)
+    store = open_store(write=not dry_run)
     ids = store.resolve(patterns)
     listing = "\n".join(f"  {i}" for i in ids)
     if dry_run:
@@ -389,11 +394,12 @@ def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
 @connection_options(top_level=False)
 def show_config() -> None:
     """Print the settings jobctl would use, and where each comes from (secrets masked)."""
-    from jobctl.config import masked
+    from jobctl.config import masked, status
 
     r = resolved()
     s = settings()
-    found = "" if r.path.exists() else " (not found)"
+    state = status(r.path)
+    found = {"found": "", "not found": " (not found)"}.get(state, f" ({state}: ignored)")
     rows = [
         ("config file", f"{r.path}{found}"),
         ("store", r.store or "-"),
@@ -460,7 +466,7 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     rows = transfer.read_document(text)
     try:
-        store = open_store(write=True, create=create_table and not dry_run)
+        store = open_store(write=not dry_run, create=create_table and not dry_run)
     except MissingStore:
         if not (dry_run and create_table):
             raise
@@ -522,6 +528,9 @@ def demo(path: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("JOBCTL_DEBUG"))
+    # `kill`, timeout(1) and systemd send SIGTERM: unwind like an interrupt, so open
+    # transactions roll back and SQLite tidies its -wal/-shm files away
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -548,6 +557,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _fail(message: str, code: int) -> None:

@@ -33,28 +33,41 @@ def config_path() -> Path:
     return Path(base) / "jobctl" / "config.toml"
 
 
+def status(path: Path) -> str:
+    """How the config file stands: "found", "not found", or "not readable by this user"."""
+    try:
+        with path.open("rb"):
+            return "found"
+    except (FileNotFoundError, NotADirectoryError):
+        return "not found"
+    except OSError:
+        return "not readable by this user"
+
+
 def load(path: Path) -> dict[str, Any]:
-    """The parsed config file; {} when the default file is absent."""
+    """The parsed config file; {} when the default file is absent or not this user's.
+
+    `sudo -u app jobctl` keeps a HOME the user may not enter or read: a config file there is
+    not theirs, so it is ignored (`jobctl config` says so); one named by JOBCTL_CONFIG is not.
+    """
     explicit = bool(os.environ.get("JOBCTL_CONFIG"))
     try:
-        present = path.exists()
-    except OSError as exc:
-        # `sudo -u app jobctl` keeps a HOME the user may not enter: no config file of theirs
+        raw = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError):
         if explicit:
-            raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
+            raise UsageError(f"JOBCTL_CONFIG names {path}, which does not exist") from None
         return {}
-    if not present:
-        if explicit:
-            raise UsageError(f"JOBCTL_CONFIG names {path}, which does not exist")
+    except OSError as exc:
+        if explicit or not isinstance(exc, PermissionError):
+            raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
         return {}
     try:
         import tomllib
     except ImportError:  # Python < 3.11
         import tomli as tomllib
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from None
     stores = data.get("stores", {})
     if not isinstance(stores, dict) or not all(isinstance(v, dict) for v in stores.values()):

@@ -32,7 +32,15 @@ class ChangeRefused(JobctlError):
 
 
 class LockTimeout(ChangeRefused):
-    """Another transaction held a lock longer than jobctl waits (JOBCTL_LOCK_TIMEOUT)."""
+    """Another transaction held a lock longer than jobctl waits (JOBCTL_LOCK_TIMEOUT).
+
+    `whole_store` when the lock covers every job (SQLite locks the database), so there is no
+    point trying the next job.
+    """
+
+    def __init__(self, message: str, whole_store: bool = False) -> None:
+        super().__init__(message)
+        self.whole_store = whole_store
 
 
 class UnreadableState(Exception):

@@ -16,11 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from jobctl.errors import ChangeRefused, LockTimeout, MissingStore, NoSuchJob, StoreError, UsageError
+from jobctl.errors import ChangeRefused, JobctlError, LockTimeout, MissingStore, NoSuchJob, StoreError, UsageError
 from jobctl.jobs import Job
 
 CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
-LOCK_TIMEOUT = 10  # seconds a change waits for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
+LOCK_TIMEOUT = 10  # seconds to wait for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
+MAX_LOCK_TIMEOUT = 86400
 RETRIES = 8
 _GLOB_CHARS = set("*?[")
 
@@ -56,13 +57,10 @@ def _sqlite_read_mode(path: str) -> tuple[str, bool]:
     return "ro", False
 
 
-def _require_writable(path: str) -> None:
-    """Refuse a change up front, in words, where SQLite would fail with 'readonly database'."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.access(path, os.W_OK):
-        raise StoreError(f"cannot change {path}: this user may not write the file")
-    if not os.access(folder, os.W_OK):
-        raise StoreError(f"cannot change {path}: this user may not write its folder, where SQLite keeps its journal")
+def _fingerprint(path: str) -> tuple:
+    """What changes when another process opens or writes a SQLite file."""
+    st = os.stat(path)
+    return st.st_ino, st.st_size, st.st_mtime_ns, [os.path.exists(path + s) for s in ("-wal", "-shm", "-journal")]
 
 
 def _is_wal(path: str) -> bool:
@@ -87,6 +85,8 @@ class Store:
         self.schema = schema
         self.write = write or create
         self.create = create
+        self.sqlite_path: str | None = None
+        self.immutable_fingerprint: tuple | None = None
         self.engine = self._engine(url)
         self.dialect = self.engine.dialect.name
         self.jobs = self._table()
@@ -139,15 +139,19 @@ class Store:
             raise StoreError("an in-memory SQLite database holds no jobs: give the store's file path")
         if not os.path.isfile(path) and not self.create:
             raise MissingStore(f"no such SQLite file: {path}")
+        path = self.sqlite_path = os.path.realpath(path)  # its folder holds the -wal, -shm and journal
         # mode=ro/rw never create the file; rwc (create) only for import --create-table
         if self.create:
             mode, query_only = "rwc", False
         elif self.write:
             mode, query_only = "rw", False
-            _require_writable(path)
+            if not os.access(path, os.W_OK):
+                raise StoreError(f"cannot change {path}: this user may not write the file")
         else:
             mode, query_only = _sqlite_read_mode(path)
-        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode={mode}"
+            if "immutable" in mode:  # read without locks: notice if the application opens it meanwhile
+                self.immutable_fingerprint = _fingerprint(path)
+        uri = f"file:{urllib.parse.quote(path)}?mode={mode}"
 
         def connect() -> sqlite3.Connection:
             connection = sqlite3.connect(uri, uri=True, timeout=lock_timeout(), check_same_thread=False)
@@ -193,24 +197,57 @@ class Store:
         return table
 
     def _run(self, work: Callable[[Any], Any], writes: bool = False) -> Any:
-        """Run `work(connection)` in one transaction, database errors as our own."""
+        """Run `work(connection)` in one transaction, database errors as our own.
+
+        A transaction the database aborted to break a deadlock (or a serialization conflict)
+        is run again, as the database asks: it changed nothing.
+        """
         from sqlalchemy.exc import DBAPIError
 
-        try:
-            with self.engine.begin() as connection:
-                return work(connection)
-        except DBAPIError as exc:
-            raise self._error(exc, "database error on", writes) from None
+        for attempt in range(RETRIES):
+            try:
+                with self.engine.begin() as connection:
+                    result = work(connection)
+            except DBAPIError as exc:
+                if _conflict(exc.orig) and attempt + 1 < RETRIES:
+                    _back_off(attempt)
+                    continue
+                raise self._error(exc, "database error on", writes) from None
+            self._check_stable()
+            return result
+        raise AssertionError("unreachable")
 
-    def _error(self, exc: Any, doing: str, writes: bool = False) -> StoreError | LockTimeout:
+    def _check_stable(self) -> None:
+        """An immutable read is only right if nothing opened the file meanwhile."""
+        if self.immutable_fingerprint and _fingerprint(self.sqlite_path) != self.immutable_fingerprint:
+            raise StoreError(
+                f"{self.sqlite_path} was opened by another process while jobctl read it without locks "
+                "(this user may not create its -shm file); run the command again"
+            )
+
+    def _error(self, exc: Any, doing: str, writes: bool = False) -> JobctlError:
         """A database error as one line: a lock waited out (see _bound_lock_waits), or the rest."""
+        message = _first_line(exc.orig)
         if _lock_wait_expired(exc.orig):
             outcome = ", so nothing was changed" if writes else ""
             return LockTimeout(
                 f"another transaction held a lock for more than {lock_timeout()} s{outcome} "
-                "(JOBCTL_LOCK_TIMEOUT sets the wait)"
+                "(JOBCTL_LOCK_TIMEOUT sets the wait)",
+                whole_store=self.dialect == "sqlite",
             )
-        return StoreError(f"{doing} {self.safe_url}: {_first_line(exc.orig)}")
+        if self.sqlite_path:
+            self._check_stable()
+            if message in ("attempt to write a readonly database", "unable to open database file"):
+                if self.write:
+                    return StoreError(
+                        f"cannot change {self.sqlite_path}: this user may not write its folder, "
+                        "where SQLite keeps its journal"
+                    )
+                return StoreError(
+                    f"cannot read {self.sqlite_path} as this user: SQLite must write beside it (its -shm "
+                    "file, or a journal a crash left) and this user may not; run jobctl as the store's owner"
+                )
+        return StoreError(f"{doing} {self.safe_url}: {message}")
 
     # --- reading ---------------------------------------------------------------------
 
@@ -273,6 +310,7 @@ class Store:
                 yield from result
         except DBAPIError as exc:
             raise self._error(exc, "database error on") from None
+        self._check_stable()
 
     def get(self, job_id: str) -> Job:
         query = self._rows().where(self.jobs.c.id == job_id)
@@ -361,10 +399,10 @@ class Store:
             try:
                 outcome = self._run(attempt, writes=not dry_run)
             except LockTimeout as exc:
-                raise LockTimeout(f"job {job_id!r}: {exc}") from None
+                raise LockTimeout(f"job {job_id!r}: {exc}", whole_store=exc.whole_store) from None
             if outcome is not None:
                 return outcome
-            time.sleep(random.uniform(0.01, 0.05) * (attempt_number + 1))  # let the other writer finish
+            _back_off(attempt_number)
         raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
 
     def existing_ids(self, job_ids: list[str]) -> list[str]:
@@ -493,23 +531,38 @@ def _bound_lock_waits(engine: Any, backend: str) -> None:
 
 
 def lock_timeout() -> int:
-    """Seconds a change waits for another transaction's lock: $JOBCTL_LOCK_TIMEOUT or 10."""
+    """Seconds to wait for another transaction's lock: $JOBCTL_LOCK_TIMEOUT or 10."""
     value = os.environ.get("JOBCTL_LOCK_TIMEOUT", "")
     if not value:
         return LOCK_TIMEOUT
-    if not value.isdigit() or int(value) < 1:
-        raise UsageError(f"JOBCTL_LOCK_TIMEOUT must be a whole number of seconds, not {value!r}")
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_LOCK_TIMEOUT):
+        raise UsageError(f"JOBCTL_LOCK_TIMEOUT must be a whole number of seconds from 1 to {MAX_LOCK_TIMEOUT}, not {value!r}")
     return int(value)
 
 
-def _lock_wait_expired(error: Any) -> bool:
-    """PostgreSQL's lock_timeout (55P03), MySQL's lock wait timeout (1205), SQLite's busy."""
-    if getattr(error, "sqlstate", None) == "55P03" or getattr(error, "pgcode", None) == "55P03":
-        return True
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # let the other writer finish
+
+
+def _sqlstate(error: Any) -> str | None:
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
+
+
+def _mysql_code(error: Any) -> int | None:
     args = getattr(error, "args", ())
-    if args and args[0] == 1205:
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _lock_wait_expired(error: Any) -> bool:
+    """PostgreSQL's lock_timeout (55P03), MySQL's lock wait timeouts (1205), SQLite's busy."""
+    if _sqlstate(error) == "55P03" or _mysql_code(error) == 1205:
         return True
     return type(error).__name__ == "OperationalError" and "database is locked" in str(error)
+
+
+def _conflict(error: Any) -> bool:
+    """The database aborted the transaction to break a deadlock or a serialization conflict."""
+    return _sqlstate(error) in ("40P01", "40001") or _mysql_code(error) == 1213
 
 
 def _first_line(exc: Any) -> str:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -92,7 +93,7 @@ def any_store(request, tmp_path, table_name):
 
 def test_a_lock_held_by_another_transaction_is_waited_for_then_refused(any_store):
     """A stuck session holding the row (or, on SQLite, the database) does not hang jobctl:
-    it waits JOBCTL_LOCK_TIMEOUT seconds, refuses in one line per job, and changes nothing."""
+    it waits JOBCTL_LOCK_TIMEOUT seconds, refuses in one line, and changes nothing."""
     import sqlalchemy
 
     kind, url, table = any_store
@@ -102,20 +103,27 @@ def test_a_lock_held_by_another_transaction_is_waited_for_then_refused(any_store
         transaction = session.begin()
         lock = "UPDATE {t} SET next_run_time = next_run_time WHERE id = 'daily_reports'"
         session.execute(sqlalchemy.text((lock if kind == "sqlite" else "SELECT id FROM {t} WHERE id = 'daily_reports' FOR UPDATE").format(t=table)))
-        result = jobctl("--url", url, "--table", table, "pause", "daily_reports", "inventory_sync", env={"JOBCTL_LOCK_TIMEOUT": "1"})
+        started = time.monotonic()
+        result = jobctl("--url", url, "--table", table, "pause", "daily_reports", "inventory_sync", "one_off", env={"JOBCTL_LOCK_TIMEOUT": "2"})
+        waited = time.monotonic() - started
         transaction.rollback()
     engine.dispose()
     assert result.returncode == 1
-    refused = "jobctl: error: job 'daily_reports': another transaction held a lock for more than 1 s, so nothing was changed (JOBCTL_LOCK_TIMEOUT sets the wait)"
-    assert refused in result.stderr.splitlines() and "Traceback" not in result.stderr
+    refused = "jobctl: error: job 'daily_reports': another transaction held a lock for more than 2 s, so nothing was changed (JOBCTL_LOCK_TIMEOUT sets the wait)"
+    assert result.stderr.splitlines()[0] == refused and "Traceback" not in result.stderr
+    assert 2 <= waited < 2 + 6, waited  # one wait, not one per job; 6 s for starting Python
     after = aps_load(url, "current", "--table", table)["by_id"]
     assert after["daily_reports"] == before["daily_reports"]
-    if kind == "sqlite":  # SQLite locks the whole database: the other job waited and was refused too
-        assert after["inventory_sync"] == before["inventory_sync"]
-    else:  # a row lock: the other job was changed
-        assert result.stdout.startswith("paused inventory_sync") and after["inventory_sync"]["next_run_time"] is None
-    bad = jobctl("--url", url, "--table", table, "pause", "daily_reports", env={"JOBCTL_LOCK_TIMEOUT": "soon"})
-    assert bad.returncode == 2 and bad.stderr == "jobctl: error: JOBCTL_LOCK_TIMEOUT must be a whole number of seconds, not 'soon'\n"
+    if kind == "sqlite":  # SQLite locks the whole database: the other jobs are not tried
+        assert result.stderr.splitlines()[1:] == ["jobctl: error: the whole store is locked: 2 more job(s) not tried"]
+        assert after["inventory_sync"] == before["inventory_sync"] and after["one_off"] == before["one_off"]
+    else:  # a row lock: the other jobs go ahead
+        assert result.stdout.splitlines()[0].startswith("paused inventory_sync") and after["inventory_sync"]["next_run_time"] is None
+        assert after["one_off"]["next_run_time"] is None
+    for value in ("soon", "²", "0", "99999999"):
+        bad = jobctl("--url", url, "--table", table, "pause", "daily_reports", env={"JOBCTL_LOCK_TIMEOUT": value})
+        assert bad.returncode == 2
+        assert bad.stderr == f"jobctl: error: JOBCTL_LOCK_TIMEOUT must be a whole number of seconds from 1 to 86400, not {value!r}\n"
 
 
 def test_a_locked_table_makes_reads_give_up_in_time_not_hang(any_store):
@@ -143,11 +151,60 @@ def test_a_locked_table_makes_reads_give_up_in_time_not_hang(any_store):
             holder.close()
             engine.dispose()
     try:
+        started = time.monotonic()
         health = jobctl("--url", url, "--table", table, "health", env=env)
+        waited = time.monotonic() - started
         listed = jobctl("--url", url, "--table", table, "list", env=env)
     finally:
         release()
+    assert 1 <= waited < 1 + 6, waited
     waited = "another transaction held a lock for more than 1 s (JOBCTL_LOCK_TIMEOUT sets the wait)"
     assert health.returncode == 3 and health.stdout == f"JOBCTL UNKNOWN - {waited}\n"
     assert listed.returncode == 1 and listed.stderr == f"jobctl: error: {waited}\n"
     assert jobctl("--url", url, "--table", table, "health", env=env).returncode == 0  # the lock gone, all is well
+
+
+@pytest.mark.postgres
+def test_a_deadlock_the_database_breaks_is_run_again(table_name):
+    """PostgreSQL aborts one side of a deadlock; when that is jobctl's transaction, it changed
+    nothing and is run again, as the database asks, instead of failing the command."""
+    import threading
+
+    import sqlalchemy
+
+    url = server_url("JOBCTL_TEST_POSTGRES_URL")
+    write_store(url, "current", "--table", table_name)
+    lock = "SELECT id FROM {t} WHERE id = '{i}' FOR UPDATE"
+    engine = sqlalchemy.create_engine(url)
+    other = engine.connect()
+    other_transaction = other.begin()
+    other.execute(sqlalchemy.text("SET LOCAL deadlock_timeout = '10s'"))  # so jobctl's side is the one aborted
+    other.execute(sqlalchemy.text(lock.format(t=table_name, i="inventory_sync")))
+    attempts, threads = [], []
+
+    def other_waits_for_daily_reports_then_lets_go() -> None:
+        other.execute(sqlalchemy.text(lock.format(t=table_name, i="daily_reports")))
+        other_transaction.rollback()
+
+    def work(connection) -> str:
+        attempts.append(len(attempts) + 1)
+        connection.execute(sqlalchemy.text("SET LOCAL deadlock_timeout = '100ms'"))
+        connection.execute(sqlalchemy.text(lock.format(t=table_name, i="daily_reports")))
+        if len(attempts) == 1:
+            threads.append(threading.Thread(target=other_waits_for_daily_reports_then_lets_go))
+            threads[0].start()
+            time.sleep(0.5)  # the other session now waits for our row, and we are about to wait for its
+        connection.execute(sqlalchemy.text(lock.format(t=table_name, i="inventory_sync")))
+        return "done"
+
+    store = Store(url, table_name, write=True)
+    try:
+        assert store._run(work, writes=True) == "done"
+        assert attempts == [1, 2]
+    finally:
+        for thread in threads:
+            thread.join(timeout=30)
+        other.close()
+        engine.dispose()
+        store.engine.dispose()
+        drop_table(url, table_name)
