@@ -174,10 +174,15 @@ def wake_up_note(store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tz
     if wake is None or wake <= new + 1:
         return ""
     when = from_timestamp(wake)
-    return (
-        f"\n  note: a running scheduler may sleep until {format_time(when, tz)} ({relative(when, at)}), "
-        "when its next job is due, before it sees this (README: 'Scheduler wake-up')"
-    )
+    sleep = f"\n  note: a running scheduler may sleep until {format_time(when, tz)} ({relative(when, at)}), when its next job is due"
+    grace = after.misfire_grace_time
+    if grace is not None and wake - new > grace:
+        # APScheduler drops a run picked up more than misfire_grace_time after it was due
+        return (
+            f"{sleep}; it then skips this run as missed, being over {grace:g} s late (the job's "
+            "misfire_grace_time), unless a wake-up job wakes it sooner (README: 'Scheduler wake-up')"
+        )
+    return f"{sleep}, before it sees this (README: 'Scheduler wake-up')"
 
 
 def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: bool) -> str:
@@ -194,5 +199,11 @@ def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: 
     before, after = store.change(job_id, apply, dry_run=dry_run)
     if not result["changed"]:
         return change.unchanged(before, at, tz)
-    text = change.message(before, after, at, tz) + wake_up_note(store, before, after, at, tz)
+    note = wake_up_note(store, before, after, at, tz)
+    if not note and isinstance(change, RunNow) and after.misfire_grace_time is not None:
+        note = (
+            f"\n  note: APScheduler keeps this run only if its scheduler picks it up within "
+            f"{after.misfire_grace_time:g} s (the job's misfire_grace_time; README: 'Scheduler wake-up')"
+        )
+    text = change.message(before, after, at, tz) + note
     return f"dry run, nothing changed: {text}" if dry_run else text

@@ -66,6 +66,12 @@ class Job:
         return self._get("kwargs", {})
 
     @property
+    def misfire_grace_time(self) -> float | None:
+        """Seconds late a run may start before APScheduler skips it as missed (None: no limit)."""
+        value = self._get("misfire_grace_time")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
     def next_run_time(self) -> dt.datetime | None:
         """The pickled next run time (with its zone); the column when the row is unreadable."""
         if self.state is not None:

@@ -74,6 +74,12 @@ def write_store(url: str, version: str = "current", *args: str) -> None:
     )
 
 
+def add_jobs(url: str, *specs: str, table: str = "apscheduler_jobs") -> None:
+    """Add marker-touching interval jobs (tests/fixture_app/add_jobs.py: specs and --grace)."""
+    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, table, *specs],
+                   check=True, env=_app_env(), capture_output=True, timeout=120)
+
+
 def aps_load(url: str, version: str = "current", *args: str) -> dict:
     """Load every job back with the application's own APScheduler; fail if any row was lost."""
     result = subprocess.run(

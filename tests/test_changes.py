@@ -9,12 +9,13 @@ byte-identical.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sqlite3
 
 import apscheduler
 import pytest
 
-from conftest import FIXTURE_STORES, aps_load, jobctl, rows, version_of
+from conftest import FIXTURE_STORES, add_jobs, aps_load, jobctl, rows, version_of
 from jobctl import state
 from jobctl.times import utc_timestamp
 
@@ -153,3 +154,33 @@ def test_remove_confirms_on_a_terminal(store_copy):
         os.close(secondary)
         assert b"daily_reports" in out
         assert ("daily_reports" not in rows(path)) == removed, (out, err)
+
+
+def test_run_says_when_apscheduler_would_skip_the_run_as_missed(tmp_path):
+    """APScheduler skips a run its scheduler picks up more than misfire_grace_time after it was
+    due. A scheduler sleeping until its next job (an hour away) would skip a strict job's run,
+    not a lenient one's; with nothing to wait for, the grace is still named."""
+    url = f"sqlite:///{tmp_path / 'grace.sqlite'}"
+    add_jobs(url, f"hourly:3600:{tmp_path}/h")
+    add_jobs(url, "--grace", "1", f"strict:86400:{tmp_path}/s")
+    add_jobs(url, "--grace", "none", f"lenient:86400:{tmp_path}/l")
+    strict = jobctl("--url", url, "run", "strict", "--dry-run")
+    assert strict.returncode == 0, strict.stderr
+    first, note = strict.stdout.splitlines()
+    assert first == "dry run, nothing changed: strict is due now: a running scheduler runs it when it next wakes"
+    assert re.fullmatch(r"  note: a running scheduler may sleep until .* \(in (an hour|59 minutes)\), when its next job is due; "
+                        r"it then skips this run as missed, being over 1 s late \(the job's misfire_grace_time\), "
+                        r"unless a wake-up job wakes it sooner \(README: 'Scheduler wake-up'\)", note), note
+    lenient = jobctl("--url", url, "run", "lenient", "--dry-run").stdout.splitlines()
+    assert lenient[1].endswith("when its next job is due, before it sees this (README: 'Scheduler wake-up')"), lenient
+    assert jobctl("--url", url, "run", "strict").stdout.splitlines()[1] == note  # as the dry run said
+    loaded = aps_load(url)["by_id"]
+    assert loaded["strict"]["misfire_grace_time"] == 1 and loaded["lenient"]["misfire_grace_time"] is None
+    assert loaded["strict"]["next_run_time"] < loaded["lenient"]["next_run_time"]  # due now, the grace untouched
+
+    overdue = f"sqlite:///{tmp_path / 'overdue.sqlite'}"
+    add_jobs(overdue, f"behind:60:{tmp_path}/b:600")  # a scheduler wakes at once for it
+    add_jobs(overdue, "--grace", "1", f"strict:86400:{tmp_path}/s")
+    named = jobctl("--url", overdue, "run", "strict").stdout.splitlines()
+    assert named[1:] == ["  note: APScheduler keeps this run only if its scheduler picks it up within 1 s "
+                         "(the job's misfire_grace_time; README: 'Scheduler wake-up')"]

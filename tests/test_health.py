@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 
-from conftest import FIXTURE_APP, jobctl, rows, write_store
-
-
-def add_jobs(url: str, *specs: str) -> None:
-    env = dict(os.environ, PYTHONPATH=str(FIXTURE_APP), TZ="UTC")
-    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, "apscheduler_jobs", *specs], check=True, env=env, timeout=120)
+from conftest import add_jobs, jobctl, rows, write_store
 
 
 def perf(line: str) -> dict[str, int]:
