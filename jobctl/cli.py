@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -199,8 +200,9 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
     def rows():
         from jobctl.parallel import summaries
 
+        # the state filter is applied here, so SQL may only limit the rows when there is none
         held_back = []  # unreadable rows go last, and are few
-        for row in summaries(store.iter_rows(patterns, paused=paused, limit=limit), at, tz):
+        for row in summaries(store.iter_rows(patterns, paused=paused, limit=None if wanted else limit), at, tz):
             if wanted and row["state"] not in wanted:
                 continue
             if row["state"] == "unreadable":
@@ -210,7 +212,7 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
         yield from held_back
 
     emit(
-        rows(),
+        itertools.islice(rows(), limit),
         render.LIST_FIELDS,
         render.plain_line,
         lambda table: render.list_table(table, tz, render.use_color(), headers=not no_headers),

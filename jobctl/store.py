@@ -263,10 +263,9 @@ class Store:
 
         clauses = []
         for pattern in patterns:
+            clauses.append(self.jobs.c.id == pattern)  # an id may itself hold *, ? or [
             if is_pattern(pattern):
                 clauses.append(self.jobs.c.id.like(_like(pattern), escape="\\"))
-            else:
-                clauses.append(self.jobs.c.id == pattern)
         return or_(*clauses) if clauses else None
 
     def iter_jobs(self, patterns: Iterable[str] = (), paused: bool | None = None, limit: int | None = None) -> Iterator[Job]:
@@ -293,7 +292,7 @@ class Store:
             if remaining is not None:
                 query = query.limit(remaining)
             for row in self._stream(query):
-                if patterns and not any(fnmatch.fnmatchcase(row[0], p) for p in patterns):
+                if patterns and not any(_matches(row[0], p) for p in patterns):
                     continue  # LIKE is case-insensitive on some databases; globs are not
                 yield row[0], row[1], bytes(row[2])
                 if remaining is not None:
@@ -334,7 +333,9 @@ class Store:
         ids: list[str] = []
         for pattern in patterns:
             query = select(self.jobs.c.id).where(self._id_filter([pattern])).order_by(self.jobs.c.id)
-            found = [i for (i,) in self._run(lambda conn, q=query: conn.execute(q).all()) if fnmatch.fnmatchcase(i, pattern)]
+            candidates = [i for (i,) in self._run(lambda conn, q=query: conn.execute(q).all())]
+            # an exact id wins over the glob it also spells ('report[1]' the job, not 'report1')
+            found = [pattern] if pattern in candidates else [i for i in candidates if fnmatch.fnmatchcase(i, pattern)]
             if not found:
                 what = "matches" if is_pattern(pattern) else "has the id"
                 raise NoSuchJob(f"no job {what} {pattern!r}")
@@ -475,6 +476,10 @@ class Store:
         c = self.jobs.c
         query = self._rows().where(c.next_run_time < before).order_by(c.next_run_time, c.id).limit(limit)
         return [Job(*row) for row in self._run(lambda conn: conn.execute(query).all())]
+
+
+def _matches(job_id: str, pattern: str) -> bool:
+    return job_id == pattern or fnmatch.fnmatchcase(job_id, pattern)
 
 
 def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:

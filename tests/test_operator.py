@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import aps_load, drop_table, jobctl, rows, server_url
+from conftest import add_jobs, aps_load, drop_table, jobctl, rows, server_url
 
 # --- shell completion, driven the way each shell drives Click ------------------------------------
 
@@ -152,3 +152,26 @@ def test_csv_output_and_no_headers(store_copy):
     assert len(plain_table) == 15 and "SCHEDULE" not in plain_table[0]
     runs = jobctl("--url", url, "upcoming", "-o", "csv").stdout.splitlines()
     assert runs[0] == "time,id,trigger" and len(runs) > 1
+
+
+def test_an_id_with_glob_characters_is_that_job_not_a_pattern(tmp_path):
+    url = f"sqlite:///{tmp_path / 'globs.sqlite'}"
+    add_jobs(url, *(f"{job_id}:3600:{tmp_path}/m{n}" for n, job_id in enumerate(["report[1]", "report1", "glob*", "globe"])))
+    paused = jobctl("--url", url, "pause", "report[1]")
+    assert paused.returncode == 0 and paused.stdout.startswith("paused report[1] (was due in "), paused.stderr
+    moved = jobctl("--url", url, "reschedule", "glob*", "--interval", "2h")
+    assert moved.returncode == 0 and moved.stdout.startswith("rescheduled glob*: every 2 hours"), moved.stderr
+    both = jobctl("--url", url, "run", "glob?")  # a glob still matches every id it spells
+    assert sorted(line.split()[0] for line in both.stdout.splitlines() if " is due now" in line) == ["glob*", "globe"]
+    loaded = aps_load(url)["by_id"]
+    assert loaded["report[1]"]["next_run_time"] is None and loaded["report1"]["next_run_time"] is not None
+    assert loaded["glob*"]["trigger"] == "interval[2:00:00]" and loaded["globe"]["trigger"] == "interval[1:00:00]"
+
+
+def test_limit_counts_the_jobs_shown_after_the_state_filter(tmp_path):
+    url = f"sqlite:///{tmp_path / 'limit.sqlite'}"
+    add_jobs(url, f"behind:60:{tmp_path}/b:600", f"soon:3600:{tmp_path}/s", f"later:7200:{tmp_path}/l", f"last:10800:{tmp_path}/z")
+    listed = jobctl("--url", url, "list", "--state", "scheduled", "--limit", "2", "-o", "json")
+    assert [job["id"] for job in json.loads(listed.stdout)] == ["soon", "later"]
+    everything = jobctl("--url", url, "list", "--limit", "2", "-o", "json")
+    assert [(job["id"], job["state"]) for job in json.loads(everything.stdout)] == [("behind", "overdue"), ("soon", "scheduled")]
