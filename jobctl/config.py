@@ -11,7 +11,8 @@
     [stores.local]
     url = "sqlite:////srv/app/jobs.sqlite"
 
-Precedence: command-line option > environment variable > config file > default.
+Precedence: command-line option > environment variable > config file > default, except that
+a store named with --store or JOBCTL_STORE beats JOBCTL_URL/TABLE/SCHEMA in the environment.
 """
 
 from __future__ import annotations
@@ -100,8 +101,12 @@ def resolve(given: dict[str, Any], sources: dict[str, str]) -> Resolved:
         raise UsageError(f"no store named {name!r} in {path} (stores: {known})")
     resolved.store = name
     entry = stores[name]
+    # a store named on purpose (--store, JOBCTL_STORE) beats stray JOBCTL_URL-style variables;
+    # the file's default does not. Command-line options beat both.
+    named = sources.get("store") in ("option", "environment")
+    outranks = ("option",) if named else ("option", "environment")
     for key in FIELDS:
-        if key in entry and sources.get(key) not in ("option", "environment"):
+        if key in entry and sources.get(key) not in outranks:
             resolved.values[key] = entry[key]
             resolved.sources[key] = f"config [stores.{name}]"
     if entry.get("password_env") and resolved.sources.get("url", "").startswith("config"):

@@ -57,7 +57,8 @@ FILES_AND_COMPLETION = """.SH FILES
 .I ~/.config/jobctl/config.toml
 Named stores (or the file \\fBJOBCTL_CONFIG\\fR names): a top\\-level \\fBdefault = "NAME"\\fR and
 \\fB[stores.NAME]\\fR tables with \\fBurl\\fR, \\fBtable\\fR, \\fBschema\\fR and \\fBpassword_env\\fR (the
-variable holding the password). Precedence: option > environment > config file > default.
+variable holding the password). Precedence: option > environment > config file > default; a store named with
+\\fB\\-\\-store\\fR or \\fBJOBCTL_STORE\\fR beats \\fBJOBCTL_URL\\fR, \\fBJOBCTL_TABLE\\fR and \\fBJOBCTL_SCHEMA\\fR.
 See \\fBjobctl config\\fR.
 .SH SHELL COMPLETION
 Commands, options and job ids (read from the configured store) complete in bash, zsh and fish:

@@ -64,6 +64,13 @@ def test_named_stores_and_precedence(config_file, tmp_path):
     assert f"sqlite:///{other}  (environment)" in by_env.stdout
     by_option = jobctl("config", "--table", "t", env={**env, "JOBCTL_TABLE": "e"})
     assert "t  (option)" in by_option.stdout
+    # but a store named on purpose beats a stray JOBCTL_URL: you get the store you asked for
+    for named in (["--store", "main"], []):
+        extra = {} if named else {"JOBCTL_STORE": "main"}
+        chosen = jobctl(*named, "list", "-o", "json", env={**env, **extra, "JOBCTL_URL": f"sqlite:///{other}"})
+        assert chosen.returncode == 0 and len(json.loads(chosen.stdout)) == 15, chosen.stderr
+    assert f"{url}  (config [stores.main])" in jobctl("config", "--store", "main", env={**env, "JOBCTL_URL": f"sqlite:///{other}"}).stdout
+    assert f"sqlite:///{other}  (option)" in jobctl("config", "--store", "main", "--url", f"sqlite:///{other}", env=env).stdout
     unknown = jobctl("--store", "nope", "list", env=env)
     assert unknown.returncode == 2 and "no store named 'nope'" in unknown.stderr and "stores: main, server" in unknown.stderr
     no_password = jobctl("--store", "server", "list", env=env)
