@@ -494,14 +494,19 @@ def health(detailed: bool, warning: str, critical: str, next_count: int) -> None
     Prints one summary line with performance data after '|' (Nagios plugin format);
     --detailed adds counts and the next jobs; -o json gives the same as one object.
     """
+    import datetime as dt
+
     from jobctl import health as checks
     from jobctl.times import now, parse_duration
 
-    warn_after, crit_after = parse_duration(warning), parse_duration(critical)
-    if crit_after < warn_after:
-        raise UsageError("--critical must be at least --warning")
-    tz = display_zone()
-    report = checks.check(lambda: open_store(), now(), warn_after, crit_after, next_count)
+    try:
+        warn_after, crit_after = parse_duration(warning), parse_duration(critical)
+        if crit_after < warn_after:
+            raise UsageError("--critical must be at least --warning")
+        tz = display_zone()
+        report = checks.check(lambda: open_store(), now(), warn_after, crit_after, next_count)
+    except UsageError as exc:  # a check that cannot run is UNKNOWN, not a page-worthy CRITICAL (2)
+        report, tz = checks.Report("UNKNOWN", str(exc), now(), dt.timedelta(0), dt.timedelta(0)), dt.timezone.utc
     if output() == "json":
         click.echo(json.dumps(checks.as_json(report, tz), indent=2, ensure_ascii=False))
     else:
@@ -542,7 +547,11 @@ def main(argv: list[str] | None = None) -> None:
         code = 0
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "jobctl"
-        _fail(f"{exc.format_message()} (see '{command} --help')", 2)
+        message = f"{exc.format_message()} (see '{command} --help')"
+        if exc.ctx and exc.ctx.info_name == "health":  # monitoring-plugin convention: UNKNOWN
+            click.echo(f"JOBCTL UNKNOWN - {message}")
+            _fail(message, 3)
+        _fail(message, 2)
     except click.Abort:
         _fail("aborted; nothing was changed", 1)
     except JobctlError as exc:

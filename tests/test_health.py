@@ -90,3 +90,22 @@ def test_unreachable_or_missing_stores_are_unknown(tmp_path):
     sqlite3.connect(no_table).close()
     assert jobctl("--url", f"sqlite:///{no_table}", "health").returncode == 3
     assert jobctl("health").returncode == 3  # no URL at all
+
+
+def test_a_check_that_cannot_run_is_unknown_not_critical(tmp_path):
+    """Nagios conventions: bad arguments are UNKNOWN (3); exit 2 would page as an outage."""
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    write_store(url)
+    for args, env, words in (
+        (["--critical", "soon"], {}, "invalid duration 'soon'"),
+        (["--warning", "1d", "--critical", "1h"], {}, "--critical must be at least --warning"),
+        ([], {"JOBCTL_TZ": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        (["--next", "500"], {}, "Invalid value for '--next'"),
+        (["--bogus"], {}, "No such option '--bogus'"),
+    ):
+        result = jobctl("--url", url, "health", *args, env=env)
+        assert result.returncode == 3, (args, result.stdout, result.stderr)
+        assert result.stdout.startswith("JOBCTL UNKNOWN - ") and words in result.stdout.splitlines()[0], result.stdout
+        assert "Traceback" not in result.stderr
+    as_json = json.loads(jobctl("--url", url, "health", "-o", "json", "--critical", "soon").stdout)
+    assert (as_json["status"], as_json["exit_code"]) == ("UNKNOWN", 3) and "invalid duration" in as_json["reason"]
