@@ -110,12 +110,15 @@ class RunNow(Change):
         return text
 
 
-def _next_fire(trigger: Any, job_id: str, at: dt.datetime) -> dt.datetime:
+def _next_fire(trigger: Any, job_id: str, at: dt.datetime, new_schedule: str | None = None) -> dt.datetime:
+    """The trigger's next fire time after `at`; `new_schedule` names an asked-for trigger."""
     try:
         real = triggers.realize(trigger)
         when = triggers.next_fire_time(real, None, at)
     except Exception as exc:  # noqa: BLE001 - an odd trigger refuses the change, not a traceback
         raise ChangeRefused(f"cannot compute the next run of {job_id!r}: {exc}") from None
+    if when is None and new_schedule:
+        raise ChangeRefused(f"{new_schedule} never fires from now on; {job_id!r} was not changed")
     if when is None:
         raise ChangeRefused(f"{job_id!r} will never run again (its trigger has ended); remove it instead")
     return when
@@ -149,7 +152,8 @@ class Reschedule(Change):
             if when < at:
                 raise ChangeRefused(f"{self.at} is in the past; use 'jobctl run {job.id}' to run it now")
         else:
-            when = _next_fire(trigger, job.id, at)
+            asked = f"--cron {self.cron!r}" if self.cron else f"--interval {self.interval!r}"
+            when = _next_fire(trigger, job.id, at, asked)
         return self.write(job, trigger=trigger, next_run_time=when)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:

@@ -55,6 +55,11 @@ def write(path: str) -> str:
     """Write the demo store at `path` (never over an existing file); returns its URL."""
     if os.path.exists(path):
         raise JobctlError(f"{path} already exists; jobctl demo does not overwrite files (give another path)")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise JobctlError(f"cannot write {path}: there is no folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise JobctlError(f"cannot write {path}: this user may not write the folder {folder}")
     from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
     from apscheduler.schedulers.background import BackgroundScheduler
     from apscheduler.triggers.cron import CronTrigger
@@ -83,9 +88,11 @@ def write(path: str) -> str:
 
 
 def next_steps(url: str) -> str:
+    import shlex
+
     return f"""
 try next (the store is {url}):
-  export JOBCTL_URL={url}
+  export JOBCTL_URL={shlex.quote(url)}
   jobctl show daily_reports
   jobctl list -o json
   jobctl pause daily_reports && jobctl resume daily_reports

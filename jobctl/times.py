@@ -140,6 +140,9 @@ _DURATION_PART = re.compile(r"(\d+)\s*(w|d|h|m|s)", re.IGNORECASE)
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+MAX_DURATION = dt.timedelta(days=36525)  # a century: past that, dates overflow
+
+
 def parse_duration(text: str) -> dt.timedelta:
     """'90s', '15m', '2h', '1h30m', '1d', '1w' -> timedelta. Zero or malformed: UsageError."""
     cleaned = text.strip().replace(" ", "")
@@ -148,9 +151,13 @@ def parse_duration(text: str) -> dt.timedelta:
         raise UsageError(
             f"invalid duration {text!r}: use a number and a unit, like 90s, 15m, 2h, 1h30m, 1d, 1w"
         )
+    if any(unit == "M" for _, unit in parts):  # a month to some readers; there are no months here
+        raise UsageError(f"invalid duration {text!r}: write minutes as m (for months, use --cron)")
     seconds = sum(int(number) * _UNIT_SECONDS[unit.lower()] for number, unit in parts)
     if seconds <= 0:
         raise UsageError(f"invalid duration {text!r}: it must be longer than zero")
+    if seconds > MAX_DURATION.total_seconds():
+        raise UsageError(f"invalid duration {text!r}: it must be at most 100 years")
     return dt.timedelta(seconds=seconds)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import subprocess
 
 import pytest
 
@@ -149,3 +150,15 @@ def test_demo_writes_a_store_through_apscheduler_and_lists_it(tmp_path):
     again = jobctl("demo", cwd=str(tmp_path))
     assert again.returncode == 1 and "already exists" in again.stderr
     assert rows(store) == before
+
+
+def test_demo_in_a_folder_with_a_space_or_no_folder(tmp_path):
+    folder = tmp_path / "we ird"
+    folder.mkdir()
+    result = jobctl("demo", cwd=str(folder))
+    assert result.returncode == 0, result.stderr
+    export_line = next(line.strip() for line in result.stdout.splitlines() if line.strip().startswith("export "))
+    shown = subprocess.run(["sh", "-c", f'{export_line} && printf %s "$JOBCTL_URL"'], capture_output=True, text=True)
+    assert shown.stdout == f"sqlite:///{folder / 'jobctl-demo.sqlite'}"  # the line works pasted into a shell
+    missing = jobctl("demo", str(tmp_path / "nowhere" / "x.sqlite"))
+    assert missing.returncode == 1 and missing.stderr == f"jobctl: error: cannot write {tmp_path / 'nowhere' / 'x.sqlite'}: there is no folder {tmp_path / 'nowhere'}\n"
