@@ -469,12 +469,17 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
     rows = transfer.read_document(text)
     try:
         store = open_store(write=not dry_run, create=create_table and not dry_run)
-    except MissingStore:
+    except MissingStore as exc:
         if not (dry_run and create_table):
             raise
+        transfer.check_ids(rows, exc.dialect)
         click.echo(f"dry run, nothing changed: would create the job table and import {len(rows)} job(s)")
         return
-    added, replaced = transfer.import_rows(store, rows, replace, dry_run)
+    try:
+        added, replaced = transfer.import_rows(store, rows, replace, dry_run)
+    except JobctlError:
+        store.undo_create()  # a failed import leaves no empty table behind
+        raise
     prefix = "dry run, nothing changed: would import" if dry_run else "imported"
     click.echo(f"{prefix} {len(rows)} job(s): {len(added)} added, {len(replaced)} replaced")
 

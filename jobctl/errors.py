@@ -20,7 +20,14 @@ class StoreError(JobctlError):
 
 
 class MissingStore(StoreError):
-    """The SQLite file or the job table does not exist (jobctl never creates them unasked)."""
+    """The SQLite file or the job table does not exist (jobctl never creates them unasked).
+
+    `dialect` names the database it is missing from ("sqlite", "postgresql", ...).
+    """
+
+    def __init__(self, message: str, dialect: str = "sqlite") -> None:
+        super().__init__(message)
+        self.dialect = dialect
 
 
 class NoSuchJob(JobctlError):

@@ -87,6 +87,7 @@ class Store:
         self.create = create
         self.sqlite_path: str | None = None
         self.immutable_fingerprint: tuple | None = None
+        self.created_table = self.created_file = False
         self.engine = self._engine(url)
         self.dialect = self.engine.dialect.name
         self.jobs = self._table()
@@ -140,6 +141,7 @@ class Store:
         if not os.path.isfile(path) and not self.create:
             raise MissingStore(f"no such SQLite file: {path}")
         path = self.sqlite_path = os.path.realpath(path)  # its folder holds the -wal, -shm and journal
+        self.created_file = self.create and not os.path.exists(path)
         # mode=ro/rw never create the file; rwc (create) only for import --create-table
         if self.create:
             mode, query_only = "rwc", False
@@ -178,11 +180,13 @@ class Store:
             inspector = inspect(self.engine)
             if self.create and not inspector.has_table(self.table_name, schema=self.schema):
                 table.create(self.engine)
+                self.created_table = True
                 return table
             if not inspector.has_table(self.table_name, schema=self.schema):
                 raise MissingStore(
                     f"no table {where!r} in {self.safe_url}: not an APScheduler job store "
-                    "(use --table / --schema if the application named it differently)"
+                    "(use --table / --schema if the application named it differently)",
+                    self.engine.dialect.name,
                 )
             columns = {c["name"] for c in inspector.get_columns(self.table_name, schema=self.schema)}
         except DBAPIError as exc:
@@ -405,6 +409,16 @@ class Store:
                 return outcome
             _back_off(attempt_number)
         raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
+
+    def undo_create(self) -> None:
+        """Take back the table (and SQLite file) this Store made, when what it was made for failed."""
+        if self.created_table:
+            self.jobs.drop(self.engine)
+            self.created_table = False
+        self.engine.dispose()
+        if self.created_file and self.sqlite_path and os.path.exists(self.sqlite_path):
+            os.remove(self.sqlite_path)
+            self.created_file = False
 
     def existing_ids(self, job_ids: list[str]) -> list[str]:
         from sqlalchemy import select

@@ -73,8 +73,22 @@ def read_document(text: str) -> list[tuple[str, float | None, bytes]]:
     return rows
 
 
+ID_LENGTH = 191  # SQLAlchemyJobStore's id column: Unicode(191)
+
+
+def check_ids(rows: list[tuple[str, float | None, bytes]], dialect: str) -> None:
+    """Refuse ids the target's id column cannot hold (SQLite does not enforce its length)."""
+    too_long = [r[0] for r in rows if len(r[0]) > ID_LENGTH]
+    if too_long and dialect != "sqlite":
+        raise ChangeRefused(
+            f"{len(too_long)} job id(s) are longer than the {ID_LENGTH} characters APScheduler's id column "
+            f"holds (the first: {too_long[0][:40]!r}…); nothing was imported"
+        )
+
+
 def import_rows(store: Any, rows: list[tuple[str, float | None, bytes]], replace: bool, dry_run: bool) -> tuple[list[str], list[str]]:
     """Write the rows in one transaction; returns (added ids, replaced ids)."""
+    check_ids(rows, store.dialect)
     existing = set(store.existing_ids([r[0] for r in rows]))
     if existing and not replace:
         shown = ", ".join(sorted(existing)[:5]) + (" …" if len(existing) > 5 else "")

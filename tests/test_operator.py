@@ -182,3 +182,29 @@ def test_limit_counts_the_jobs_shown_after_the_state_filter(tmp_path):
     assert [job["id"] for job in json.loads(listed.stdout)] == ["soon", "later"]
     everything = jobctl("--url", url, "list", "--limit", "2", "-o", "json")
     assert [(job["id"], job["state"]) for job in json.loads(everything.stdout)] == [("behind", "overdue"), ("soon", "scheduled")]
+
+
+@pytest.mark.parametrize("variable", ["JOBCTL_TEST_POSTGRES_URL", "JOBCTL_TEST_MYSQL_URL"])
+def test_a_failed_import_leaves_no_table_it_created(variable, store_copy, tmp_path, table_name):
+    """CREATE TABLE commits on its own (always on MariaDB): a failed import drops it again."""
+    import sqlalchemy
+
+    url = server_url(variable)
+    document = export(store_copy()[1])
+    bad = {"too_long": dict(document, jobs=[dict(document["jobs"][0], id="x" * 300)])}  # refused before writing
+    if "POSTGRES" in variable:  # refused by the database while writing
+        bad["nul"] = dict(document, jobs=document["jobs"][:3] + [dict(document["jobs"][3], id="nul\x00id")])
+    engine = sqlalchemy.create_engine(url)
+    try:
+        for name, content in bad.items():
+            dump = tmp_path / f"{name}.json"
+            dump.write_text(json.dumps(content))
+            for extra in (["--dry-run"], []) if name == "too_long" else ([],):  # only the database knows NUL
+                result = jobctl("--url", url, "--table", table_name, "import", str(dump), "--create-table", *extra)
+                assert result.returncode == 1 and result.stderr.count("\n") == 1, (name, extra, result.stderr)
+                assert not sqlalchemy.inspect(engine).has_table(table_name), (name, extra)
+            if name == "too_long":
+                assert "longer than the 191 characters APScheduler's id column holds" in result.stderr
+    finally:
+        engine.dispose()
+        drop_table(url, table_name)
