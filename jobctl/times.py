@@ -181,7 +181,14 @@ def parse_time(text: str, tz: dt.tzinfo) -> dt.datetime:
             f"invalid time {text!r}: use ISO 8601, like 2026-11-25T14:58 or 2026-11-25T14:58+01:00"
         ) from None
     if parsed.tzinfo is None:
-        return localize(parsed, tz)
+        local = localize(parsed, tz)
+        # a wall-clock time the clocks skip (summer time starts) would run at another hour
+        if local.astimezone(dt.timezone.utc).astimezone(tz).replace(tzinfo=None) != parsed:
+            raise UsageError(
+                f"{text.strip()} does not exist in {zone_name(tz)}: the clocks skip it; "
+                "give another time, or an offset (like +01:00)"
+            )
+        return local
     return parsed.astimezone(tz)
 
 
