@@ -202,6 +202,11 @@ def _expr_text(kind: str, e: dict, months: bool = False) -> str:
     return text
 
 
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def _join(parts: list[str]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
@@ -226,11 +231,12 @@ def _weekdays(items: list) -> str:
         else:
             last = e["first"] if e.get("last") is None else e["last"]
             days.update(range(e["first"], last + 1, e.get("step") or 1))
-    runs = _runs(d for d in days if 0 <= d <= 6)
-    parts = [
-        f"{DAY_NAMES[r[0]]} to {DAY_NAMES[r[-1]]}" if len(r) > 2 else " and ".join(DAY_NAMES[d] for d in r)
-        for r in runs
-    ]
+    parts = []
+    for run in _runs(d for d in days if 0 <= d <= 6):
+        if len(run) > 2:
+            parts.append(f"{DAY_NAMES[run[0]]} to {DAY_NAMES[run[-1]]}")
+        else:
+            parts.extend(DAY_NAMES[d] for d in run)
     return _join(parts) if parts else "no day"
 
 
@@ -252,7 +258,8 @@ def _describe_cron(state: dict) -> str:
     if not _is_any(fields["day_of_week"]):
         days.append(_weekdays(fields["day_of_week"]))
     if not _is_any(fields["day"]):
-        dom = [_expr_text(k, e) for k, e in fields["day"]]
+        dom = [f"every {_ordinal(e['step'])} day" if k == "AllExpression" and e.get("step") else _expr_text(k, e)
+               for k, e in fields["day"]]
         plain = all(k == "RangeExpression" for k, _ in fields["day"])
         days.append(("on day " if plain else "on ") + _join(dom) + " of the month")
     if not _is_any(fields["month"]):
