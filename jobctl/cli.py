@@ -268,8 +268,6 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
 
     Like `systemctl list-timers`. Paused and unreadable jobs have no runs.
     """
-    import itertools
-
     from jobctl import render
     from jobctl.jobs import upcoming_runs
     from jobctl.times import format_iso, now, parse_duration, relative
@@ -277,7 +275,8 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
     window = parse_duration(within)
     store, tz, at = open_store(), display_zone(), now()
     problems: list[str] = []
-    runs = itertools.islice(upcoming_runs(store.iter_jobs(patterns, paused=False), at, at + window, problems), limit)
+    every_run = upcoming_runs(store.iter_jobs(patterns, paused=False), at, at + window, problems)
+    runs = itertools.islice(every_run, limit)
     rows = ({"time": format_iso(when, tz), "in": relative(when, at), "id": job.id, "trigger": job.schedule} for when, job in runs)
     emit(
         rows,
@@ -287,6 +286,8 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
         no_headers,
         f"no runs in the next {within}",
     )
+    if next(every_run, None) is not None:
+        problems.append(f"showing the first {limit} runs of the next {within}; --limit shows more")
     for problem in problems:
         click.echo(f"jobctl: warning: {problem}", err=True)
 

@@ -242,6 +242,9 @@ class Store:
         if self.sqlite_path:
             self._check_stable()
             if message in ("attempt to write a readonly database", "unable to open database file"):
+                folder = os.path.dirname(self.sqlite_path)
+                if not os.path.isdir(folder):
+                    return StoreError(f"cannot create {self.sqlite_path}: there is no folder {folder}")
                 if self.write:
                     return StoreError(
                         f"cannot change {self.sqlite_path}: this user may not write its folder, "

@@ -147,6 +147,10 @@ def test_upcoming_lists_every_run_in_the_window_in_time_order(store_copy):
     assert "paused_sync" not in {r["id"] for r in runs}
     only = jobctl("--url", url, "upcoming", "daily_*", "--within", "2d", "-o", "plain")
     assert {line.split("\t")[1] for line in only.stdout.splitlines()} == {"daily_reports"}
+    assert only.stderr == ""
+    cut = jobctl("--url", url, "upcoming", "--within", "3d", "--limit", "4", "-o", "json")
+    assert [(r["id"], r["time"]) for r in json.loads(cut.stdout)] == [(r["id"], r["time"]) for r in runs[:4]]
+    assert cut.stderr == "jobctl: warning: showing the first 4 runs of the next 3d; --limit shows more\n"
 
 
 def test_csv_output_and_no_headers(store_copy):
