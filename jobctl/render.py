@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Iterator
@@ -219,13 +220,22 @@ def _color(text: str, state: str, color: bool) -> str:
     return click.style(text, fg=STATE_COLORS[state])
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters as escapes: a row must not split a line, shift a column, or send
+    the operator's terminal an escape sequence."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
 
 
 LIST_COLUMNS = ["ID", "SCHEDULE", "NEXT RUN", "LEFT", "STATE", "NAME"]
-_DROP_FIRST = ["NAME", "NEXT RUN"]  # on a narrow terminal these go before anything is cut
-_SHRINK = {"SCHEDULE": 24, "ID": 12, "NAME": 12}  # then these are cut, down to these widths
+# On a narrow terminal, in this order: a column goes (None) or is cut down to a width.
+_FIT = [("NAME", None), ("ID", 40), ("SCHEDULE", 48), ("NEXT RUN", None), ("SCHEDULE", 24), ("ID", 12)]
 
 
 def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: int | None = None, headers: bool = True) -> str:
@@ -235,12 +245,12 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
     width = width or shutil.get_terminal_size((100, 24)).columns
     cells = [
         {
-            "ID": r["id"],
-            "SCHEDULE": r["trigger"],
+            "ID": printable(r["id"]),
+            "SCHEDULE": printable(r["trigger"]),
             "NEXT RUN": format_time(_parse(r["next_run_time"]), tz) if r["next_run_time"] else "-",
             "LEFT": r["next_run_in"] or "-",
             "STATE": r["state"],
-            "NAME": r["name"] or "",
+            "NAME": printable(r["name"] or ""),
         }
         for r in rows
     ]
@@ -250,12 +260,13 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
     def total() -> int:
         return sum(widths[c] for c in columns) + 2 * (len(columns) - 1)
 
-    for column in _DROP_FIRST:
-        if total() > width:
+    for column, floor in _FIT:
+        if total() <= width:
+            break
+        if floor is None:
             columns.remove(column)
-    for column, floor in _SHRINK.items():
-        if column in columns and total() > width:
-            widths[column] = max(floor, widths[column] - (total() - width))
+        else:
+            widths[column] = max(min(floor, widths[column]), widths[column] - (total() - width))
     table = [[_cut(row[c], widths[c]) for c in columns] for row in cells]
     state = columns.index("STATE")
     for line in table:
@@ -269,7 +280,7 @@ def upcoming_table(rows: list[dict[str, Any]], tz: dt.tzinfo, headers: bool = Tr
 
     if not rows:
         return ""
-    table = [[format_time(_parse(r["time"]), tz), r["in"], r["id"], r["trigger"]] for r in rows]
+    table = [[format_time(_parse(r["time"]), tz), r["in"], printable(r["id"]), printable(r["trigger"])] for r in rows]
     return tabulate(table, headers=["TIME", "LEFT", "ID", "SCHEDULE"] if headers else (), tablefmt="plain", disable_numparse=True)
 
 
@@ -300,7 +311,7 @@ def csv_lines(rows: Iterable[dict[str, Any]], fields: list[str], headers: bool =
 
 def plain_line(row: dict[str, Any]) -> str:
     """One tab-separated line a script can cut: id, state, next run (ISO), schedule."""
-    return "\t".join([row["id"], row["state"], row["next_run_time"] or "-", row["trigger"]])
+    return "\t".join(printable(field) for field in (row["id"], row["state"], row["next_run_time"] or "-", row["trigger"]))
 
 
 _to_json = json.JSONEncoder(ensure_ascii=False).encode
@@ -357,4 +368,4 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
 
 def _aligned(lines: list[tuple[str, Any]]) -> str:
     width = max(len(k) for k, _ in lines)
-    return "\n".join(f"{k + ':' if k else '':<{width + 1}} {v}".rstrip() for k, v in lines)
+    return "\n".join(f"{k + ':' if k else '':<{width + 1}} {printable(str(v))}".rstrip() for k, v in lines)

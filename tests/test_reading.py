@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from conftest import FIXTURE_STORES, STORES, jobctl, rows, version_of
+from conftest import FIXTURE_STORES, STORES, add_jobs, jobctl, rows, version_of
 
 EXPECTED_IDS = {
     "daily_reports", "weekday_digest", "crontab_weekdays", "inventory_sync", "one_off",
@@ -162,3 +162,23 @@ def test_demo_in_a_folder_with_a_space_or_no_folder(tmp_path):
     assert shown.stdout == f"sqlite:///{folder / 'jobctl-demo.sqlite'}"  # the line works pasted into a shell
     missing = jobctl("demo", str(tmp_path / "nowhere" / "x.sqlite"))
     assert missing.returncode == 1 and missing.stderr == f"jobctl: error: cannot write {tmp_path / 'nowhere' / 'x.sqlite'}: there is no folder {tmp_path / 'nowhere'}\n"
+
+
+def test_ids_with_control_characters_cannot_reach_the_terminal_or_break_lines(tmp_path):
+    url = f"sqlite:///{tmp_path / 'odd.sqlite'}"
+    long_id = "x" * 300
+    add_jobs(url, *(f"{job_id}:3600:{tmp_path}/m{n}" for n, job_id in enumerate(["esc\x1b[31mred", "two\nlines", "tab\there", long_id])))
+    table = jobctl("--url", url, "list", env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 5 and "NEXT RUN" in lines[0] and all(len(line) <= 200 for line in lines)
+    assert "\x1b" not in table.stdout and "\t" not in table.stdout
+    assert any(line.startswith("esc\\x1b[31mred ") for line in lines) and any(line.startswith("two\\nlines ") for line in lines)
+    long_row = next(line for line in lines if line.startswith("xxx"))
+    assert "…" in long_row and "UTC" in long_row  # a long id is cut before NEXT RUN goes
+    plain = jobctl("--url", url, "list", "-o", "plain").stdout.splitlines()
+    assert len(plain) == 4 and all(line.count("\t") == 3 for line in plain)
+    shown = jobctl("--url", url, "show", "esc\x1b[31mred")
+    assert shown.returncode == 0 and "\x1b" not in shown.stdout and "id:" in shown.stdout and "esc\\x1b[31mred" in shown.stdout
+    ids = [job["id"] for job in json.loads(jobctl("--url", url, "list", "-o", "json").stdout)]
+    assert sorted(ids) == sorted(["esc\x1b[31mred", "two\nlines", "tab\there", long_id])  # JSON keeps them exact
