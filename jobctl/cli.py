@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -541,9 +540,6 @@ def demo(path: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("JOBCTL_DEBUG"))
-    # `kill`, timeout(1) and systemd send SIGTERM: unwind like an interrupt, so open
-    # transactions roll back and SQLite tidies its -wal/-shm files away
-    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -574,10 +570,6 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _terminated(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 def _fail(message: str, code: int) -> None:

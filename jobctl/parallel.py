@@ -41,7 +41,7 @@ def summaries(rows: Iterable[tuple[str, float | None, bytes]], at: dt.datetime, 
     first = list(itertools.islice(rows, CHUNK))
     if not first:
         return
-    with context.Pool(workers, initializer=_worker_start) as pool:
+    with context.Pool(workers) as pool:
         pending: deque = deque([pool.apply_async(_summaries, (first, at, tz))])
         for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
             pending.append(pool.apply_async(_summaries, (chunk, at, tz)))
@@ -49,13 +49,6 @@ def summaries(rows: Iterable[tuple[str, float | None, bytes]], at: dt.datetime, 
                 yield from pending.popleft().get()
         while pending:
             yield from pending.popleft().get()
-
-
-def _worker_start() -> None:
-    import signal
-
-    # the pool stops its workers with SIGTERM; jobctl's own handler (unwind) is not for them
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fork_context() -> Any:

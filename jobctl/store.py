@@ -57,10 +57,30 @@ def _sqlite_read_mode(path: str) -> tuple[str, bool]:
     return "ro", False
 
 
-def _fingerprint(path: str) -> tuple:
-    """What changes when another process opens or writes a SQLite file."""
-    st = os.stat(path)
-    return st.st_ino, st.st_size, st.st_mtime_ns, [os.path.exists(path + s) for s in ("-wal", "-shm", "-journal")]
+def _fingerprint(path: str) -> tuple | None:
+    """What changes when the database file itself is written (or replaced). A reader opening
+    it, or writes still in its -wal, leave it alone: a lockless read of it stays consistent."""
+    try:
+        st = os.stat(path)
+    except OSError:  # moved or removed meanwhile: changed
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _sqlite_access_problem(path: str, write: bool) -> str | None:
+    """Why SQLite said 'readonly database' or 'unable to open', in words, where we can tell."""
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        return f"there is no folder {folder}"
+    if os.path.exists(path) and not os.access(path, os.R_OK | (os.W_OK if write else 0)):
+        return f"this user may not {'write' if write else 'read'} the file"
+    sidecars = [path + s for s in ("-wal", "-shm", "-journal") if os.path.exists(path + s)]
+    locked_out = [os.path.basename(p) for p in sidecars if not os.access(p, os.R_OK | os.W_OK)]
+    if locked_out:
+        return f"this user may not write {' and '.join(locked_out)} beside it (run jobctl as the store's owner)"
+    if not os.access(folder, os.W_OK):
+        return "this user may not write its folder, where SQLite must create its journal or -shm file"
+    return None
 
 
 def _is_wal(path: str) -> bool:
@@ -208,12 +228,13 @@ class Store:
         """
         from sqlalchemy.exc import DBAPIError
 
+        deadline = time.monotonic() + lock_timeout()  # retries do not stretch the promised wait
         for attempt in range(RETRIES):
             try:
                 with self.engine.begin() as connection:
                     result = work(connection)
             except DBAPIError as exc:
-                if _conflict(exc.orig) and attempt + 1 < RETRIES:
+                if _conflict(exc.orig) and attempt + 1 < RETRIES and time.monotonic() < deadline:
                     _back_off(attempt)
                     continue
                 raise self._error(exc, "database error on", writes) from None
@@ -225,7 +246,7 @@ class Store:
         """An immutable read is only right if nothing opened the file meanwhile."""
         if self.immutable_fingerprint and _fingerprint(self.sqlite_path) != self.immutable_fingerprint:
             raise StoreError(
-                f"{self.sqlite_path} was opened by another process while jobctl read it without locks "
+                f"{self.sqlite_path} was written by another process while jobctl read it without locks "
                 "(this user may not create its -shm file); run the command again"
             )
 
@@ -242,18 +263,9 @@ class Store:
         if self.sqlite_path:
             self._check_stable()
             if message in ("attempt to write a readonly database", "unable to open database file"):
-                folder = os.path.dirname(self.sqlite_path)
-                if not os.path.isdir(folder):
-                    return StoreError(f"cannot create {self.sqlite_path}: there is no folder {folder}")
-                if self.write:
-                    return StoreError(
-                        f"cannot change {self.sqlite_path}: this user may not write its folder, "
-                        "where SQLite keeps its journal"
-                    )
-                return StoreError(
-                    f"cannot read {self.sqlite_path} as this user: SQLite must write beside it (its -shm "
-                    "file, or a journal a crash left) and this user may not; run jobctl as the store's owner"
-                )
+                reason = _sqlite_access_problem(self.sqlite_path, self.write)
+                if reason:
+                    return StoreError(f"cannot {'change' if self.write else 'read'} {self.sqlite_path}: {reason}")
         return StoreError(f"{doing} {self.safe_url}: {message}")
 
     # --- reading ---------------------------------------------------------------------
