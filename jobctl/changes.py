@@ -56,6 +56,10 @@ class Change:
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"{self.past} {before.id}: next run {_when(after.next_run_time, at, tz)}"
 
+    def note(self, store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        """What the operator should know about a running scheduler seeing this change."""
+        return wake_up_note(store, before, after, at, tz)
+
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"{job.id} unchanged"
 
@@ -102,6 +106,16 @@ class RunNow(Change):
         job.require_readable()
         zone = job.zone()
         return self.write(job, next_run_time=at.astimezone(zone if isinstance(zone, dt.tzinfo) else dt.timezone.utc))
+
+    def note(self, store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        # even with no sleeping scheduler to warn of, a run picked up late is skipped
+        note = wake_up_note(store, before, after, at, tz)
+        if note or after.misfire_grace_time is None:
+            return note
+        return (
+            f"\n  note: APScheduler keeps this run only if its scheduler picks it up within "
+            f"{after.misfire_grace_time:g} s (the job's misfire_grace_time; README: 'Scheduler wake-up')"
+        )
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
@@ -203,11 +217,5 @@ def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: 
     before, after = store.change(job_id, apply, dry_run=dry_run)
     if not result["changed"]:
         return change.unchanged(before, at, tz)
-    note = wake_up_note(store, before, after, at, tz)
-    if not note and isinstance(change, RunNow) and after.misfire_grace_time is not None:
-        note = (
-            f"\n  note: APScheduler keeps this run only if its scheduler picks it up within "
-            f"{after.misfire_grace_time:g} s (the job's misfire_grace_time; README: 'Scheduler wake-up')"
-        )
-    text = change.message(before, after, at, tz) + note
+    text = change.message(before, after, at, tz) + change.note(store, before, after, at, tz)
     return f"dry run, nothing changed: {text}" if dry_run else text

@@ -48,7 +48,7 @@ def _sqlite_read_mode(path: str) -> tuple[str, bool]:
     and no other process has the database open (no -wal, no -shm), mode=ro cannot create the
     -shm it needs, so read the file as immutable: nothing else is writing it.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    folder = os.path.dirname(path)  # the path is already the real, absolute one
     if os.access(path, os.W_OK) and os.access(folder, os.W_OK):
         return "rw", True
     sidecars = any(os.path.exists(path + suffix) for suffix in ("-wal", "-shm"))
@@ -108,6 +108,7 @@ class Store:
         self.sqlite_path: str | None = None
         self.immutable_fingerprint: tuple | None = None
         self.created_table = self.created_file = False
+        self.lock_seconds = lock_timeout()  # read (and checked) once: every connection uses it
         self.engine = self._engine(url)
         self.dialect = self.engine.dialect.name
         self.jobs = self._table()
@@ -139,7 +140,7 @@ class Store:
         connect_args = {"connect_timeout": CONNECT_TIMEOUT} if backend in _EXTRAS else {}
         try:
             engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
-            _bound_lock_waits(engine, backend)
+            _bound_lock_waits(engine, backend, self.lock_seconds)
             return engine
         except NoSuchModuleError:
             raise UsageError(f"unknown database kind {url.drivername!r} in {self.safe_url}") from None
@@ -176,7 +177,7 @@ class Store:
         uri = f"file:{urllib.parse.quote(path)}?mode={mode}"
 
         def connect() -> sqlite3.Connection:
-            connection = sqlite3.connect(uri, uri=True, timeout=lock_timeout(), check_same_thread=False)
+            connection = sqlite3.connect(uri, uri=True, timeout=self.lock_seconds, check_same_thread=False)
             if query_only:
                 connection.execute("PRAGMA query_only = ON")
             return connection
@@ -228,7 +229,7 @@ class Store:
         """
         from sqlalchemy.exc import DBAPIError
 
-        deadline = time.monotonic() + lock_timeout()  # retries do not stretch the promised wait
+        deadline = time.monotonic() + self.lock_seconds  # retries do not stretch the promised wait
         for attempt in range(RETRIES):
             try:
                 with self.engine.begin() as connection:
@@ -256,7 +257,7 @@ class Store:
         if _lock_wait_expired(exc.orig):
             outcome = ", so nothing was changed" if writes else ""
             return LockTimeout(
-                f"another transaction held a lock for more than {lock_timeout()} s{outcome} "
+                f"another transaction held a lock for more than {self.lock_seconds} s{outcome} "
                 "(JOBCTL_LOCK_TIMEOUT sets the wait)",
                 whole_store=self.dialect == "sqlite",
             )
@@ -426,10 +427,16 @@ class Store:
         raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
 
     def undo_create(self) -> None:
-        """Take back the table (and SQLite file) this Store made, when what it was made for failed."""
-        if self.created_table:
-            self.jobs.drop(self.engine)
-            self.created_table = False
+        """Take back the table (and SQLite file) this Store made, when what it was made for
+        failed, but only while it is empty: a scheduler starting meanwhile may have used it."""
+        from sqlalchemy import func, select
+
+        if not self.created_table:
+            return
+        if self._run(lambda conn: conn.execute(select(func.count()).select_from(self.jobs)).scalar()):
+            return  # another process wrote jobs into it: they are not ours to drop
+        self.jobs.drop(self.engine)
+        self.created_table = False
         self.engine.dispose()
         if self.created_file and self.sqlite_path and os.path.exists(self.sqlite_path):
             os.remove(self.sqlite_path)
@@ -540,13 +547,11 @@ def _like(pattern: str) -> str:
     return "".join(out)
 
 
-def _bound_lock_waits(engine: Any, backend: str) -> None:
-    """Every transaction waits at most lock_timeout() for another's lock (a stuck psql session,
+def _bound_lock_waits(engine: Any, backend: str, seconds: int) -> None:
+    """Every transaction waits at most `seconds` for another's lock (a stuck psql session,
     an ALTER TABLE in flight) and then fails: a refusal beats a hung shell or a pile of cron
     checks. SQLite's equivalent is the sqlite3 busy timeout."""
     from sqlalchemy import event
-
-    seconds = lock_timeout()
 
     def run(dbapi_connection: Any, statement: str) -> None:
         # on the driver's own cursor: a streaming read's server-side cursor cannot run a SET

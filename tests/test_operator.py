@@ -212,3 +212,23 @@ def test_a_failed_import_leaves_no_table_it_created(variable, store_copy, tmp_pa
     finally:
         engine.dispose()
         drop_table(url, table_name)
+
+
+def test_undoing_a_created_table_never_drops_jobs_another_process_wrote(tmp_path):
+    """A scheduler may start and add jobs to the table `import --create-table` just made;
+    when the import then fails, those rows stay (rule 1), and so do the table and file."""
+    import sqlite3
+
+    from jobctl.store import Store
+
+    path = tmp_path / "new.sqlite"
+    store = Store(f"sqlite:///{path}", "apscheduler_jobs", create=True)
+    assert store.created_table and store.created_file
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO apscheduler_jobs VALUES ('theirs', NULL, x'00')")
+    db.close()
+    store.undo_create()
+    assert rows(path) == {"theirs": (None, b"\x00")}
+    empty = Store(f"sqlite:///{tmp_path / 'empty.sqlite'}", "apscheduler_jobs", create=True)
+    empty.undo_create()
+    assert not (tmp_path / "empty.sqlite").exists()
