@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class JobctlError(Exception):
-    """An operation failed: exit code 1 (SPEC: no such job, unreachable store, refused change)."""
+    """An operation failed: exit code 1 (no such job, unreachable store, refused change)."""
 
     exit_code = 1
 
@@ -48,6 +48,11 @@ class LockTimeout(ChangeRefused):
     def __init__(self, message: str, whole_store: bool = False) -> None:
         super().__init__(message)
         self.whole_store = whole_store
+
+
+class Conflict(StoreError):
+    """The database aborted a step to break a deadlock (or a serialization conflict): the step
+    changed nothing and may be run again."""
 
 
 class UnreadableState(Exception):

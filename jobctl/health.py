@@ -1,7 +1,7 @@
 """`jobctl health`: a monitoring check in the Nagios plugin conventions.
 
-Counts and lateness come from SQL aggregates over next_run_time; only the rows shown are
-decoded, except that stores up to SCAN_LIMIT jobs are decoded whole to count unreadable rows.
+Counts and lateness come from the store's aggregates over the due times; only the jobs shown
+are decoded, except that stores up to SCAN_LIMIT jobs are decoded whole to count unreadable ones.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobctl.codec.zones import utc_timestamp
 from jobctl.errors import JobctlError
-from jobctl.jobs import Job
-from jobctl.times import format_duration, format_iso, relative, utc_timestamp
+from jobctl.kinds.aps3 import Job
+from jobctl.times import format_duration, format_iso, relative
 
 STATUSES = ["OK", "WARNING", "CRITICAL", "UNKNOWN"]  # index = exit code
 SCAN_LIMIT = 20000  # stores up to this size are decoded whole to find unreadable rows
@@ -39,25 +40,32 @@ class Report:
         return STATUSES.index(self.status)
 
 
-def check(open_store: Callable[[], Any], at: dt.datetime, warning: dt.timedelta, critical: dt.timedelta, next_count: int) -> Report:
+def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelta, critical: dt.timedelta, next_count: int) -> Report:
     """Evaluate the store. Anything that stops the check is UNKNOWN, never a traceback."""
     report = Report("UNKNOWN", "", at, warning, critical)
     try:
-        store = open_store()
+        session = open_session()
         now_ts = utc_timestamp(at)
-        counts = store.aggregates(now_ts, now_ts - warning.total_seconds(), now_ts - critical.total_seconds())
-        report.max_lateness = max(0.0, now_ts - counts.pop("soonest")) if counts["soonest"] is not None else 0.0
-        report.counts = counts
-        report.next_jobs = list(store.iter_jobs(paused=False, limit=next_count)) if next_count else []
-        report.late_jobs = store.overdue_jobs(now_ts - warning.total_seconds(), SHOWN) if counts["late"] else []
-        if counts["total"] <= SCAN_LIMIT:
-            unreadable = [job for job in store.iter_jobs() if not job.readable]
-            counts["unreadable"] = len(unreadable)
+        assert now_ts is not None
+        warning_ts, critical_ts = now_ts - warning.total_seconds(), now_ts - critical.total_seconds()
+        stats = session.stats(now_ts, warning_ts, critical_ts)
+        report.max_lateness = max(0.0, now_ts - stats.soonest) if stats.soonest is not None else 0.0
+        counts = report.counts = {
+            "total": stats.total,
+            "active": stats.active,
+            "paused": stats.paused,
+            "late": stats.late,
+            "overdue": stats.overdue,
+        }
+        report.next_jobs = [Job(*r) for r in session.scan(paused=False, limit=next_count)] if next_count else []
+        report.late_jobs = [Job(*r) for r in session.due_before(warning_ts, SHOWN)] if stats.late else []
+        if stats.total <= SCAN_LIMIT:
+            unreadable = [job for job in (Job(*r) for r in session.scan()) if not job.readable]
         else:
             report.unreadable_scanned = False
             shown = {job.id: job for job in report.next_jobs + report.late_jobs}
             unreadable = [job for job in shown.values() if not job.readable]
-            counts["unreadable"] = len(unreadable)
+        counts["unreadable"] = len(unreadable)
         report.unreadable_jobs = unreadable[:SHOWN]
     except JobctlError as exc:
         report.reason = str(exc)

@@ -21,8 +21,7 @@ IN_FLIGHT = 3  # chunks queued per worker
 
 
 def _summaries(rows: list[tuple[str, float | None, bytes]], at: dt.datetime, tz: dt.tzinfo) -> list[dict[str, Any]]:
-    from jobctl.jobs import Job
-    from jobctl.render import job_summary
+    from jobctl.kinds.aps3 import Job, job_summary
 
     return [job_summary(Job(*row), at, tz) for row in rows]
 

@@ -1,7 +1,7 @@
-"""export and import: a JSON document of jobs that restores byte-identical rows.
+"""The export document: JSON that restores byte-identical records.
 
-Each job carries readable fields (for people and scripts) and its exact row: the
-next_run_time column and the job_state bytes in base64. Import writes the rows as they are:
+Each job carries readable fields (for people and scripts) and its exact stored record: the
+next_run_time value and the job_state bytes in base64. Import writes the records as they are:
 nothing is decoded or re-encoded on the way back in.
 """
 
@@ -14,17 +14,16 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from jobctl.backends.base import Record
 from jobctl.errors import ChangeRefused, UsageError
-from jobctl.jobs import Job
+from jobctl.kinds.aps3 import Job, job_summary
 
 FORMAT = "jobctl-export"
 VERSION = 1
 
 
 def exported_job(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
-    """`list -o json`'s fields (less the relative time, which ages) and the exact row."""
-    from jobctl.render import job_summary
-
+    """`list -o json`'s fields (less the relative time, which ages) and the exact record."""
     fields = job_summary(job, at, tz)
     del fields["next_run_in"]
     fields["row"] = {
@@ -45,8 +44,8 @@ def export_lines(jobs: Iterable[Job], at: dt.datetime, tz: dt.tzinfo, source: di
     yield "\n]}\n"
 
 
-def read_document(text: str) -> list[tuple[str, float | None, bytes]]:
-    """The rows of an export document, checked; UsageError when it is not one."""
+def read_document(text: str) -> list[Record]:
+    """The records of an export document, checked; UsageError when it is not one."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -55,7 +54,7 @@ def read_document(text: str) -> list[tuple[str, float | None, bytes]]:
         raise UsageError("not a jobctl export document (no \"format\": \"jobctl-export\")")
     if document.get("version") != VERSION:
         raise UsageError(f"unsupported jobctl export version {document.get('version')!r}")
-    rows = []
+    rows: list[Record] = []
     seen = set()
     for n, job in enumerate(document.get("jobs", []), 1):
         try:
@@ -69,32 +68,18 @@ def read_document(text: str) -> list[tuple[str, float | None, bytes]]:
         if not isinstance(job_id, str) or not job_id or job_id in seen:
             raise UsageError(f"job {n} of the export has a missing or repeated id {job_id!r}")
         seen.add(job_id)
-        rows.append((job_id, None if timestamp is None else float(timestamp), blob))
+        rows.append(Record(job_id, None if timestamp is None else float(timestamp), blob))
     return rows
 
 
 ID_LENGTH = 191  # SQLAlchemyJobStore's id column: Unicode(191)
 
 
-def check_ids(rows: list[tuple[str, float | None, bytes]], dialect: str) -> None:
+def check_ids(records: list[Record], dialect: str) -> None:
     """Refuse ids the target's id column cannot hold (SQLite does not enforce its length)."""
-    too_long = [r[0] for r in rows if len(r[0]) > ID_LENGTH]
+    too_long = [r.id for r in records if len(r.id) > ID_LENGTH]
     if too_long and dialect != "sqlite":
         raise ChangeRefused(
             f"{len(too_long)} job id(s) are longer than the {ID_LENGTH} characters APScheduler's id column "
             f"holds (the first: {too_long[0][:40]!r}…); nothing was imported"
         )
-
-
-def import_rows(store: Any, rows: list[tuple[str, float | None, bytes]], replace: bool, dry_run: bool) -> tuple[list[str], list[str]]:
-    """Write the rows in one transaction; returns (added ids, replaced ids)."""
-    check_ids(rows, store.dialect)
-    existing = set(store.existing_ids([r[0] for r in rows]))
-    if existing and not replace:
-        shown = ", ".join(sorted(existing)[:5]) + (" …" if len(existing) > 5 else "")
-        raise ChangeRefused(f"{len(existing)} job(s) already exist ({shown}): pass --replace to overwrite them")
-    added = [r[0] for r in rows if r[0] not in existing]
-    replaced = [r[0] for r in rows if r[0] in existing]
-    if not dry_run:
-        store.write_rows(rows, replace=replace)
-    return added, replaced

@@ -1,7 +1,9 @@
 """Shared test helpers.
 
 The `shopapp` fixture application is importable only in the subprocesses that write stores
-and load them back with APScheduler; jobctl always runs as its own process without it.
+and load them back with APScheduler; jobctl never sees it. jobctl itself runs in this process
+through Click's test runner (`jobctl`), or as a real process where the process boundary is the
+point (`jobctl_process`: start-up imports, terminals, signals, other users, many at once).
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+# Times are shown in this machine's zone unless --tz: the tests' machine is in UTC.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 TESTS = Path(__file__).parent
 FIXTURE_APP = TESTS / "fixture_app"
@@ -31,7 +40,41 @@ def pytest_sessionstart(session):
     assert importlib.util.find_spec("shopapp") is None, "the fixture application must not be importable here"
 
 
-def jobctl(*args: str, env: dict | None = None, stdin: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def jobctl(*args: str, env: dict | None = None, stdin: str | None = None, cwd: str | None = None) -> Result:
+    """Run `jobctl ARGS` in this process, as the console script does (`jobctl.cli.main`, which
+    turns errors into one line and an exit code), with stdout and stderr apart and no terminal."""
+    from jobctl.cli import main
+
+    environment: dict[str, str | None] = {k: None for k in os.environ if k.startswith("JOBCTL_")}
+    environment.update({"COLUMNS": "200", "TZ": "UTC"})
+    environment.update(env or {})
+    runner = CliRunner(**({} if _CLICK_8_2 else {"mix_stderr": False}))
+    previous = os.getcwd()
+    with runner.isolation(input=stdin or "", env=environment) as streams:
+        code = 0
+        try:
+            if cwd:
+                os.chdir(cwd)
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.chdir(previous)
+        out, err = streams[0].getvalue(), streams[1].getvalue()
+    return Result(code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+
+
+_CLICK_8_2 = "mix_stderr" not in CliRunner.__init__.__code__.co_varnames
+
+
+def jobctl_process(*args: str, env: dict | None = None, stdin: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
     """Run jobctl as an operator does: its own process, no fixture application on the path."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
     environment.update({"COLUMNS": "200", "TZ": "UTC", "PYTHONPATH": ""})

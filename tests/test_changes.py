@@ -16,8 +16,8 @@ import apscheduler
 import pytest
 
 from conftest import FIXTURE_STORES, add_jobs, aps_load, jobctl, rows, version_of
-from jobctl import state
-from jobctl.times import utc_timestamp
+from jobctl import codec
+from jobctl.codec.zones import utc_timestamp
 
 CHANGED = {"daily_reports", "paused_sync", "inventory_sync", "weekday_digest", "awkward_args", "one_off", "twice_daily", "month_end_rotation"}
 
@@ -39,7 +39,7 @@ def test_every_change_loads_back_in_the_release_that_wrote_the_store(store, stor
     version = release(store)
     original = aps_load(url, version)["by_id"]
     before = rows(path)
-    protocol = state.protocol_of(before["daily_reports"][1])
+    protocol = codec.protocol_of(before["daily_reports"][1])
     at = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)).replace(microsecond=0, second=0, tzinfo=None)
     started = dt.datetime.now(dt.timezone.utc)
 
@@ -59,8 +59,8 @@ def test_every_change_loads_back_in_the_release_that_wrote_the_store(store, stor
         assert after[job_id] == before[job_id], f"{job_id} changed"
     for job_id in CHANGED - {"month_end_rotation"}:
         column, blob = after[job_id]
-        assert state.protocol_of(blob) == protocol
-        assert column == utc_timestamp(state.decode(blob)["next_run_time"]), "column and pickle disagree"
+        assert codec.protocol_of(blob) == protocol
+        assert column == utc_timestamp(codec.decode(blob)["next_run_time"]), "column and pickle disagree"
 
     loaded = aps_load(url, version)["by_id"]
     assert set(loaded) == set(after)
@@ -125,11 +125,11 @@ def test_resume_of_a_finished_trigger_is_refused_not_removed(store_copy):
     path, url = store_copy()
     with sqlite3.connect(path) as db:  # a paused cron job whose end date has passed
         blob = db.execute("SELECT job_state FROM apscheduler_jobs WHERE id='daily_reports'").fetchone()[0]
-    decoded = state.decode(blob)
+    decoded = codec.decode(blob)
     vars(decoded["trigger"])["end_date"] = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
     decoded["next_run_time"] = None
     with sqlite3.connect(path) as db:
-        db.execute("UPDATE apscheduler_jobs SET job_state=?, next_run_time=NULL WHERE id='daily_reports'", (state.encode(decoded, 5),))
+        db.execute("UPDATE apscheduler_jobs SET job_state=?, next_run_time=NULL WHERE id='daily_reports'", (codec.encode(decoded, 5),))
     before = rows(path)
     result = jobctl("--url", url, "resume", "daily_reports")
     assert result.returncode == 1 and "will never run again" in result.stderr

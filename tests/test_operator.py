@@ -219,16 +219,17 @@ def test_undoing_a_created_table_never_drops_jobs_another_process_wrote(tmp_path
     when the import then fails, those rows stay (rule 1), and so do the table and file."""
     import sqlite3
 
-    from jobctl.store import Store
+    from jobctl.backends.base import Target
+    from jobctl.backends.sql_aps3 import SqlJobTable
 
     path = tmp_path / "new.sqlite"
-    store = Store(f"sqlite:///{path}", "apscheduler_jobs", create=True)
-    assert store.created_table and store.created_file
+    store = SqlJobTable(Target(f"sqlite:///{path}"), create=True)
+    assert store.created and store.sqlite is not None and store.sqlite.created_file
     with sqlite3.connect(path) as db:
         db.execute("INSERT INTO apscheduler_jobs VALUES ('theirs', NULL, x'00')")
     db.close()
     store.undo_create()
     assert rows(path) == {"theirs": (None, b"\x00")}
-    empty = Store(f"sqlite:///{tmp_path / 'empty.sqlite'}", "apscheduler_jobs", create=True)
+    empty = SqlJobTable(Target(f"sqlite:///{tmp_path / 'empty.sqlite'}"), create=True)
     empty.undo_create()
     assert not (tmp_path / "empty.sqlite").exists()

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from conftest import jobctl, rows
-from jobctl import state
+from jobctl import codec
 from jobctl.errors import UnreadableState
 
 
@@ -57,12 +57,12 @@ def test_hostile_pickle_never_runs(name, tmp_path):
     marker = tmp_path / "ran"
     data = hostile_pickles(marker)[name]
     try:
-        decoded = state.decode(data)
+        decoded = codec.decode(data)
     except UnreadableState:
         decoded = None
     assert not marker.exists(), f"{name} ran code"
     if decoded is not None:  # a call of an unknown global is only recorded: an inert stand-in
-        assert state.is_stand_in(decoded), (name, decoded)
+        assert codec.is_stand_in(decoded), (name, decoded)
     # and the real pickle would have run it: the test pickles are live
     if name in ("os.system", "getattr-import"):
         pickle.loads(data)
@@ -74,12 +74,12 @@ def test_combining_trigger_refs_are_never_imported(tmp_path):
     from apscheduler.triggers.combining import AndTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
-    from jobctl import triggers
+    from jobctl.schedule import fire
 
-    record = triggers.to_record(AndTrigger([IntervalTrigger(hours=1)]))
+    record = fire.to_record(AndTrigger([IntervalTrigger(hours=1)]))
     vars(record)["triggers"] = [("os:system", {"version": 1})]
     with pytest.raises(ValueError, match="not an APScheduler trigger class"):
-        triggers.realize(record)
+        fire.realize(record)
 
 
 def add_row(path, job_id: str, data: bytes, next_run_time: float | None = 1.0) -> None:
@@ -96,10 +96,10 @@ def test_hostile_and_corrupt_rows_in_a_real_store(store_copy, tmp_path):
     add_row(path, "not_a_job", pickle.dumps({"hello": "world"}))
     # a well-formed job whose argument would run a command when unpickled by APScheduler
     good = rows(path)["daily_reports"][1]
-    job = state.decode(good)
-    job["args"] = (state.decode(hostile_pickles(marker)["os.system"]),)
+    job = codec.decode(good)
+    job["args"] = (codec.decode(hostile_pickles(marker)["os.system"]),)
     job["id"] = "poisoned_args"
-    add_row(path, "poisoned_args", state.encode(job, 5), None)
+    add_row(path, "poisoned_args", codec.encode(job, 5), None)
     before = rows(path)
 
     listed = jobctl("--url", url, "list", "-o", "json")
@@ -150,29 +150,29 @@ def test_one_row_cannot_change_how_other_rows_decode(target, store_copy):
     """BUILD onto a shared object would let one row rewrite every later row's write-back."""
     path, _ = store_copy("aps-3.9.1.sqlite")
     good = rows(path)["weekday_digest"][1]
-    before = state.decode(good)
+    before = codec.decode(good)
     try:
-        state.decode(build_on(target, "__stand_in_ref__", b"(" + op_str("os") + op_str("system") + b"t"))
-        state.decode(build_on(target, "zone", op_str("Asia/Tokyo")))
+        codec.decode(build_on(target, "__stand_in_ref__", b"(" + op_str("os") + op_str("system") + b"t"))
+        codec.decode(build_on(target, "zone", op_str("Asia/Tokyo")))
     except UnreadableState:
         pass
-    after = state.decode(good)
-    assert state.encode(after, 5) == state.encode(before, 5)
+    after = codec.decode(good)
+    assert codec.encode(after, 5) == codec.encode(before, 5)
     assert triggers_words(after) == "Monday to Friday at 09:00 Europe/Paris"
 
 
 def triggers_words(decoded) -> str:
-    from jobctl import triggers
+    from jobctl.schedule import words
 
-    return triggers.describe(decoded["trigger"])
+    return words.describe(decoded["trigger"])
 
 
 def test_allow_listed_functions_kept_as_values_write_back_as_themselves():
     for protocol, data in ((4, b"\x80\x04\x8c\x08builtins\x8c\x07getattr\x93."), (2, b"\x80\x02c__builtin__\ngetattr\n.")):
-        decoded = state.decode(data)
-        out = state.encode(decoded, protocol)
+        decoded = codec.decode(data)
+        out = codec.encode(decoded, protocol)
         assert b"getattr" in out and b"jobctl" not in out
-        assert state.decode(out) is decoded  # the same allow-listed entry
+        assert codec.decode(out) is decoded  # the same allow-listed entry
         if protocol == 2:
             assert b"c__builtin__\ngetattr\n" in out  # as Python 3 writes it for protocol 2
 
@@ -183,22 +183,22 @@ def test_an_overdue_every_second_job_shows_its_next_runs_at_once(store_copy):
 
     from apscheduler.triggers.cron import CronTrigger
 
-    from jobctl import triggers
+    from jobctl.schedule import fire
 
-    record = triggers.to_record(CronTrigger(second="*", timezone="UTC"))
+    record = fire.to_record(CronTrigger(second="*", timezone="UTC"))
     started = time.monotonic()
     now = dt.datetime.now(dt.timezone.utc)
-    times = triggers.fire_times(record, now, 3, first=now - dt.timedelta(days=365))
+    times = fire.fire_times(record, now, 3, first=now - dt.timedelta(days=365))
     assert time.monotonic() - started < 2
     assert times[0] < now <= times[1] < times[2]
 
 
 def test_a_custom_trigger_class_is_shown_not_an_error(store_copy):
     path, url = store_copy()
-    decoded = state.decode(rows(path)["daily_reports"][1])
-    custom = state.decode(b"\x80\x04\x8c\x05myapp\x8c\tMyTrigger\x93)\x81}\x8c\x04hour\x8c\x019sb.")
+    decoded = codec.decode(rows(path)["daily_reports"][1])
+    custom = codec.decode(b"\x80\x04\x8c\x05myapp\x8c\tMyTrigger\x93)\x81}\x8c\x04hour\x8c\x019sb.")
     decoded["trigger"] = custom
-    add_row(path, "custom", state.encode(decoded, 5), 2e9)
+    add_row(path, "custom", codec.encode(decoded, 5), 2e9)
     shown = jobctl("--url", url, "show", "custom", "-o", "json")
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)

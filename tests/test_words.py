@@ -17,15 +17,17 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from jobctl import state, triggers
+from jobctl import codec
+from jobctl.schedule import fire, parse
+from jobctl.schedule import words as schedule_words
 
 UTC = zoneinfo.ZoneInfo("UTC")
 PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 
 
 def words(trigger) -> str:
-    decoded = state.decode(pickle.dumps(trigger))  # exactly what a row holds
-    return triggers.describe(decoded)
+    decoded = codec.decode(pickle.dumps(trigger))  # exactly what a row holds
+    return schedule_words.describe(decoded)
 
 
 @pytest.mark.parametrize(
@@ -71,9 +73,9 @@ def test_words(trigger, expected):
 
 
 def test_trigger_types():
-    assert triggers.trigger_type(state.decode(pickle.dumps(CronTrigger(hour=1)))) == "cron"
-    assert triggers.trigger_type(state.decode(pickle.dumps(OrTrigger([CronTrigger(hour=1)])))) == "or"
-    assert triggers.trigger_type(state.decode(b"\x80\x04\x95\x17\x00\x00\x00\x00\x00\x00\x00\x8c\x05myapp\x94\x8c\tMyTrigger\x94\x93\x94)\x81\x94.")) == "MyTrigger"
+    assert schedule_words.trigger_type(codec.decode(pickle.dumps(CronTrigger(hour=1)))) == "cron"
+    assert schedule_words.trigger_type(codec.decode(pickle.dumps(OrTrigger([CronTrigger(hour=1)])))) == "or"
+    assert schedule_words.trigger_type(codec.decode(b"\x80\x04\x95\x17\x00\x00\x00\x00\x00\x00\x00\x8c\x05myapp\x94\x8c\tMyTrigger\x94\x93\x94)\x81\x94.")) == "MyTrigger"
 
 
 @pytest.mark.parametrize(
@@ -90,16 +92,16 @@ def test_trigger_types():
     ],
 )
 def test_cron_option_uses_crontab_day_numbers(line, weekdays):
-    trigger = triggers.cron_trigger(line, UTC)
+    trigger = parse.cron_trigger(line, UTC)
     start = dt.datetime(2026, 11, 23, tzinfo=UTC)
-    times = triggers.fire_times(trigger, start, 14)
+    times = fire.fire_times(trigger, start, 14)
     assert {t.weekday() for t in times} == weekdays
     assert all((t.hour, t.minute) in ((9, 0), (0, 0)) for t in times)
 
 
 def test_cron_with_day_of_month_and_weekday_runs_on_either_like_crontab():
-    trigger = triggers.cron_trigger("0 9 13 * 5", UTC)  # the 13th, and every Friday
-    times = triggers.fire_times(trigger, dt.datetime(2026, 11, 1, tzinfo=UTC), 8)
+    trigger = parse.cron_trigger("0 9 13 * 5", UTC)  # the 13th, and every Friday
+    times = fire.fire_times(trigger, dt.datetime(2026, 11, 1, tzinfo=UTC), 8)
     assert all(t.day == 13 or t.weekday() == 4 for t in times)
     assert any(t.day == 13 and t.weekday() != 4 for t in times) and any(t.weekday() == 4 and t.day != 13 for t in times)
     assert words(trigger) == "any of: on day 13 of the month at 09:00 UTC; Friday at 09:00 UTC"

@@ -23,138 +23,18 @@ import re
 import zoneinfo
 from typing import Any
 
+from jobctl.codec.standins import (
+    _NOSTATE,
+    RECORD_CLASSES,
+    StandIn,
+    StateRecord,
+    ref_of,
+    stand_in_class,
+)
+from jobctl.codec.zones import ShimZone
 from jobctl.errors import ChangeRefused, UnreadableState
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NOSTATE = object()  # a stand-in that was never given state by BUILD
-
-
-class _Sealed(type):
-    """Metaclass of the stand-in classes: a pickle's BUILD cannot set attributes on them
-    (a row could otherwise change how every later row in the process decodes and encodes)."""
-
-    def __setattr__(cls, name: str, value: Any) -> None:
-        raise UnreadableState("refused setting an attribute on a class")
-
-
-class StandIn(metaclass=_Sealed):
-    """Base of the inert stand-ins for globals jobctl does not resolve.
-
-    A stand-in class replaces one (module, name) global. Using it the way a pickle does
-    (calling it, NEWOBJ, BUILD, APPENDS, SETITEMS) only records what happened.
-    """
-
-    __slots__ = ("_how", "_args", "_kwargs", "_state", "_listitems", "_dictitems")
-    __stand_in_ref__: tuple[str, str] = ("", "")
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
-        self = object.__new__(cls)
-        self._how = "new"  # NEWOBJ; __init__ turns it into "call" for REDUCE / INST
-        self._args = args
-        self._kwargs = kwargs
-        self._state = _NOSTATE
-        self._listitems = []
-        self._dictitems = []
-        return self
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._how = "call"
-
-    def __setstate__(self, state: Any) -> None:
-        self._state = state
-
-    def append(self, item: Any) -> None:
-        self._listitems.append(item)
-
-    def extend(self, items: Any) -> None:
-        self._listitems.extend(items)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._dictitems.append((key, value))
-
-    # Read-only views for display and for the trigger layer.
-    @property
-    def stand_in_args(self) -> tuple:
-        return self._args
-
-    @property
-    def stand_in_state(self) -> Any:
-        return None if self._state is _NOSTATE else self._state
-
-    @property
-    def stand_in_items(self) -> tuple[list, list]:
-        return self._listitems, self._dictitems
-
-    def __repr__(self) -> str:
-        return f"<stand-in {global_name(type(self))}>"
-
-
-class Record(metaclass=_Sealed):
-    """Stand-in for APScheduler's own trigger, field and expression classes.
-
-    These always pickle as NEWOBJ with no arguments and BUILD with a dict, so the C unpickler
-    fills the instance dict directly: fast, and the dict is the exact state to write back.
-    """
-
-    __stand_in_ref__: tuple[str, str] = ("", "")
-
-    def __repr__(self) -> str:
-        return f"<record {global_name(type(self))} {vars(self)!r}>"
-
-
-def global_name(cls: type) -> str:
-    """'module.name' of a stand-in class (what the pickle referenced)."""
-    module, name = cls.__stand_in_ref__
-    return f"{module}.{name}"
-
-
-def is_stand_in(obj: Any) -> bool:
-    return isinstance(obj, (StandIn, Record))
-
-
-def ref_of(obj: Any) -> tuple[str, str] | None:
-    """The (module, name) an inert object or class stands in for, or None."""
-    cls = obj if isinstance(obj, type) else type(obj)
-    if isinstance(cls, type) and issubclass(cls, (StandIn, Record)):
-        return cls.__stand_in_ref__
-    return None
-
-
-# APScheduler classes that decode as Records (everything else unknown becomes a StandIn).
-RECORD_CLASSES = {
-    ("apscheduler.triggers.cron", "CronTrigger"),
-    ("apscheduler.triggers.interval", "IntervalTrigger"),
-    ("apscheduler.triggers.date", "DateTrigger"),
-    ("apscheduler.triggers.calendarinterval", "CalendarIntervalTrigger"),
-    ("apscheduler.triggers.combining", "AndTrigger"),
-    ("apscheduler.triggers.combining", "OrTrigger"),
-    ("apscheduler.triggers.cron.fields", "BaseField"),
-    ("apscheduler.triggers.cron.fields", "WeekField"),
-    ("apscheduler.triggers.cron.fields", "DayOfMonthField"),
-    ("apscheduler.triggers.cron.fields", "DayOfWeekField"),
-    ("apscheduler.triggers.cron.fields", "MonthField"),
-    ("apscheduler.triggers.cron.expressions", "AllExpression"),
-    ("apscheduler.triggers.cron.expressions", "RangeExpression"),
-    ("apscheduler.triggers.cron.expressions", "MonthRangeExpression"),
-    ("apscheduler.triggers.cron.expressions", "WeekdayRangeExpression"),
-    ("apscheduler.triggers.cron.expressions", "WeekdayPositionExpression"),
-    ("apscheduler.triggers.cron.expressions", "LastDayOfMonthExpression"),
-}
-
-_classes: dict[tuple[str, str], type] = {}
-
-
-def stand_in_class(module: str, name: str) -> type:
-    """The one inert class for a (module, name) global, made on first use."""
-    key = (module, name)
-    cls = _classes.get(key)
-    if cls is None:
-        base = Record if key in RECORD_CLASSES else StandIn
-        namespace: dict[str, Any] = {"__stand_in_ref__": key, "__module__": "jobctl.stand_in"}
-        if base is StandIn:
-            namespace["__slots__"] = ()
-        cls = _classes[key] = _Sealed(name.rpartition(".")[2] or "StandIn", (base,), namespace)
-    return cls
 
 
 # --- the allow-list: exact globals, each accepting only what its class really pickles ---
@@ -202,8 +82,6 @@ def _zoneinfo_class(key: Any):
 
 
 def _wrap_zone(zone: Any, key: Any = None):
-    from jobctl.times import ShimZone
-
     if not isinstance(zone, _dt.tzinfo) or isinstance(zone, ShimZone):
         raise UnreadableState("malformed pytz_deprecation_shim zone")
     if not isinstance(key, str):
@@ -217,7 +95,7 @@ def _getattr(obj: Any, name: Any):
         return _ZONEINFO_UNPICKLE
     if (
         isinstance(obj, type)
-        and issubclass(obj, (StandIn, Record))
+        and issubclass(obj, (StandIn, StateRecord))
         and isinstance(name, str)
         and _IDENTIFIER.match(name)
     ):
@@ -229,12 +107,12 @@ def _getattr(obj: Any, name: Any):
 
 def _reconstructor(cls: Any, base: Any, state: Any):
     """copyreg._reconstructor, which protocols 0 and 1 use to rebuild plain objects."""
-    if not (isinstance(cls, type) and issubclass(cls, (StandIn, Record))):
+    if not (isinstance(cls, type) and issubclass(cls, (StandIn, StateRecord))):
         raise UnreadableState("refused copyreg._reconstructor on a non-stand-in class")
     if base is not object or state is not None:
-        if issubclass(cls, Record):
+        if issubclass(cls, StateRecord):
             raise UnreadableState("malformed APScheduler object")
-    if issubclass(cls, Record):
+    if issubclass(cls, StateRecord):
         return object.__new__(cls)
     obj = StandIn.__new__(cls)
     obj._how = "reconstructor"
@@ -379,9 +257,7 @@ def protocol_of(data: bytes) -> int:
 
 class _Pickler(pickle._Pickler):  # the Python pickler: its save_global can be overridden
     def reducer_override(self, obj: Any) -> Any:
-        from jobctl.times import ShimZone
-
-        if isinstance(obj, Record):
+        if isinstance(obj, StateRecord):
             state = dict(vars(obj))
             if self.proto >= 2:
                 return copyreg.__newobj__, (type(obj),), state

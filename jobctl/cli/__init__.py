@@ -1,8 +1,8 @@
-"""The command line: parse, call the modules that do the work, print. Errors are handled in main()."""
+"""The command line: parse options, call `jobctl.commands`, print what it returns. Errors become
+one line and an exit code in main(), the one place that happens."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import sys
@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from jobctl import __version__
-from jobctl.errors import ChangeRefused, JobctlError, LockTimeout, MissingStore, UsageError
+from jobctl.errors import ChangeRefused, JobctlError, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
 STATES = ["scheduled", "paused", "overdue", "unreadable"]
@@ -94,11 +94,14 @@ def resolved():
     return config.resolve(given, s.sources)
 
 
-def open_store(write: bool = False, create: bool = False):
-    from jobctl.store import Store
+def target():
+    """The store the options, environment and config file name."""
+    from jobctl.backends.base import Target
 
     values = resolved().values
-    return Store(values["url"], values["table"], values["schema"], write=write, create=create)
+    if not values["url"]:
+        raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
+    return Target(values["url"], values["table"], values["schema"])
 
 
 def display_zone():
@@ -141,7 +144,9 @@ def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
         if key not in s.sources and os.environ.get(variable):
             setattr(s, key, os.environ[variable])
             s.sources[key] = "environment"
-    return open_store().ids_starting_with(incomplete, 200)
+    from jobctl import commands
+
+    return commands.complete_ids(target(), incomplete, 200)
 
 
 def output() -> str:
@@ -189,29 +194,13 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
     Each job shows its schedule in words, its next run as a time and relative, and its
     state: scheduled, paused, overdue or unreadable.
     """
-    from jobctl import render
-    from jobctl.times import now
+    from jobctl import commands
+    from jobctl.cli import render
 
-    store, tz, at = open_store(), display_zone(), now()
-    wanted = set(states)
-    paused = True if wanted == {"paused"} else (False if wanted and "paused" not in wanted and "unreadable" not in wanted else None)
-
-    def rows():
-        from jobctl.parallel import summaries
-
-        # the state filter is applied here, so SQL may only limit the rows when there is none
-        held_back = []  # unreadable rows go last, and are few
-        for row in summaries(store.iter_rows(patterns, paused=paused, limit=None if wanted else limit), at, tz):
-            if wanted and row["state"] not in wanted:
-                continue
-            if row["state"] == "unreadable":
-                held_back.append(row)
-            else:
-                yield row
-        yield from held_back
-
+    tz = display_zone()
+    rows = commands.list_jobs(target(), patterns, states, limit, tz=tz)
     emit(
-        itertools.islice(rows(), limit),
+        rows,
         render.LIST_FIELDS,
         render.plain_line,
         lambda table: render.list_table(table, tz, render.use_color(), headers=not no_headers),
@@ -222,7 +211,7 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
 
 def emit(rows: Any, csv_fields: list[str], plain: Any, table: Any, no_headers: bool, empty: str) -> None:
     """Rows in the chosen output format: json and csv streamed, the table fitted once all are in."""
-    from jobctl import render
+    from jobctl.cli import render
 
     fmt = output()
     if fmt == "json":
@@ -245,11 +234,11 @@ def emit(rows: Any, csv_fields: list[str], plain: Any, table: Any, no_headers: b
 @connection_options(top_level=False)
 def show(job_id: str, count: int) -> None:
     """Show one job in full: function, trigger, next fire times, arguments, options."""
-    from jobctl import render
-    from jobctl.times import now
+    from jobctl import commands
+    from jobctl.cli import render
 
-    store, tz = open_store(), display_zone()
-    detail = render.job_detail(store.get(job_id), now(), tz, count)
+    tz = display_zone()
+    detail = commands.show(target(), job_id, count, tz=tz)
     if output() == "json":
         click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
     else:
@@ -267,27 +256,22 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
 
     Like `systemctl list-timers`. Paused and unreadable jobs have no runs.
     """
-    from jobctl import render
-    from jobctl.jobs import upcoming_runs
-    from jobctl.times import format_iso, now, parse_duration, relative
+    from jobctl import commands
+    from jobctl.cli import render
+    from jobctl.schedule.parse import parse_duration
 
     window = parse_duration(within)
-    store, tz, at = open_store(), display_zone(), now()
-    problems: list[str] = []
-    every_run = upcoming_runs(store.iter_jobs(patterns, paused=False), at, at + window, problems)
-    runs = itertools.islice(every_run, limit)
-    rows = ({"time": format_iso(when, tz), "in": relative(when, at), "id": job.id, "trigger": job.schedule} for when, job in runs)
+    tz = display_zone()
+    result = commands.upcoming(target(), patterns, window, limit, tz=tz)
     emit(
-        rows,
+        result.runs,
         ["time", "id", "trigger"],
         lambda row: f"{row['time']}\t{row['id']}",
         lambda table: render.upcoming_table(table, tz, headers=not no_headers),
         no_headers,
         f"no runs in the next {within}",
     )
-    if next(every_run, None) is not None:
-        problems.append(f"showing the first {limit} runs of the next {within}; --limit shows more")
-    for problem in problems:
+    for problem in result.problems:
         click.echo(f"jobctl: warning: {problem}", err=True)
 
 
@@ -297,21 +281,16 @@ dry_run_option = click.option("--dry-run", "-n", is_flag=True, help="Print what 
 
 
 def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> None:
-    """Run one change per job, each in its own transaction; report each; fail if any failed."""
-    from jobctl import changes
+    """Run one change per job, each its own compare-and-swap; report each; fail if any failed."""
+    from jobctl import commands
 
-    store, tz = open_store(write=not dry_run), display_zone()
-    failed = 0
-    job_ids = store.resolve(patterns)
-    for number, job_id in enumerate(job_ids, 1):
-        try:
-            click.echo(changes.run_change(store, job_id, change, tz, dry_run))
-        except ChangeRefused as exc:
-            click.echo(f"jobctl: error: {exc}", err=True)
-            failed += 1
-            if isinstance(exc, LockTimeout) and exc.whole_store and number < len(job_ids):
-                click.echo(f"jobctl: error: the whole store is locked: {len(job_ids) - number} more job(s) not tried", err=True)
-                break
+    failed = False
+    for outcome in commands.change(target(), patterns, change, dry_run, display_zone()):
+        if outcome.error:
+            click.echo(f"jobctl: error: {outcome.error}", err=True)
+            failed = True
+        else:
+            click.echo(outcome.message)
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -322,7 +301,7 @@ def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> Non
 @connection_options(top_level=False)
 def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
     """Pause jobs: they stay in the store but do not run (next run time becomes none)."""
-    from jobctl import changes
+    from jobctl.kinds import aps3_changes as changes
 
     _apply_to_each(patterns, changes.Pause(), dry_run)
 
@@ -333,7 +312,7 @@ def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
 @connection_options(top_level=False)
 def resume(patterns: tuple[str, ...], dry_run: bool) -> None:
     """Resume paused jobs: their next run is the trigger's next fire time from now."""
-    from jobctl import changes
+    from jobctl.kinds import aps3_changes as changes
 
     _apply_to_each(patterns, changes.Resume(), dry_run)
 
@@ -344,7 +323,7 @@ def resume(patterns: tuple[str, ...], dry_run: bool) -> None:
 @connection_options(top_level=False)
 def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
     """Make jobs due now: a running scheduler runs them when it next wakes."""
-    from jobctl import changes
+    from jobctl.kinds import aps3_changes as changes
 
     _apply_to_each(patterns, changes.RunNow(), dry_run)
 
@@ -359,7 +338,7 @@ def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
 @connection_options(top_level=False, display_tz=False)
 def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str | None, zone: str | None, dry_run: bool) -> None:
     """Replace a job's trigger; its next run becomes the new trigger's next fire time."""
-    from jobctl import changes
+    from jobctl.kinds import aps3_changes as changes
 
     given = [name for name, value in (("--cron", cron), ("--interval", interval), ("--at", at_time)) if value]
     if len(given) != 1:
@@ -374,22 +353,27 @@ def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str
 @connection_options(top_level=False)
 def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Remove jobs from the store for good (asks first on a terminal; --yes skips that)."""
-    store = open_store(write=not dry_run)
-    ids = store.resolve(patterns)
-    listing = "\n".join(f"  {i}" for i in ids)
-    if dry_run:
-        click.echo(f"would remove {len(ids)} job{'s' if len(ids) != 1 else ''}:\n{listing}")
-        return
-    if not yes:
+    from jobctl import commands
+
+    def listing(ids: list[str]) -> str:
+        return f"{len(ids)} job{'s' if len(ids) != 1 else ''}:\n" + "\n".join(f"  {i}" for i in ids)
+
+    def confirm(ids: list[str]) -> None:
+        if yes:
+            return
         if not sys.stdin.isatty():
             raise ChangeRefused(f"refusing to remove {len(ids)} job(s) without confirmation: pass --yes")
-        click.echo(f"this removes {len(ids)} job{'s' if len(ids) != 1 else ''}:\n{listing}")
+        click.echo(f"this removes {listing(ids)}")
         click.confirm("remove them?", abort=True)
-    removed = store.delete(ids)
-    for job_id in ids:
+
+    removal = commands.remove(target(), patterns, dry_run, confirm)
+    if dry_run:
+        click.echo(f"would remove {listing(removal.removed)}")
+        return
+    for job_id in removal.removed:
         click.echo(f"removed {job_id}")
-    if removed != len(ids):
-        raise ChangeRefused(f"{len(ids) - removed} of the jobs were already gone (removed by a scheduler?)")
+    if removal.gone:
+        raise ChangeRefused(f"{len(removal.gone)} of the jobs were already gone (removed by a scheduler?)")
 
 
 @cli.command("config")
@@ -432,12 +416,9 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
     Each job has readable fields (id, name, func, schedule in words, next run) and its exact
     row (the next_run_time column and job_state in base64).
     """
-    from jobctl import transfer
-    from jobctl.times import now
+    from jobctl import commands
 
-    store, tz = open_store(), display_zone()
-    source = {"dialect": store.dialect, "table": store.table_name, "schema": store.schema}
-    lines = transfer.export_lines(store.iter_jobs(patterns), now(), tz, source)
+    lines = commands.export(target(), patterns, tz=display_zone())
     if path:
         with click.open_file(path, "w", encoding="utf-8", atomic=True) as out:
             for line in lines:
@@ -459,29 +440,19 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
     Rows are written exactly as exported, all in one transaction. Ids that already exist are
     refused unless --replace. Nothing is created unless --create-table.
     """
-    from jobctl import transfer
+    from jobctl import commands
 
     try:
         with click.open_file(path, "r", encoding="utf-8") as source:
             text = source.read()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    rows = transfer.read_document(text)
-    try:
-        store = open_store(write=not dry_run, create=create_table and not dry_run)
-    except MissingStore as exc:
-        if not (dry_run and create_table):
-            raise
-        transfer.check_ids(rows, exc.dialect)
-        click.echo(f"dry run, nothing changed: would create the job table and import {len(rows)} job(s)")
+    done = commands.import_(target(), text, replace, create_table, dry_run)
+    if dry_run and done.created:
+        click.echo(f"dry run, nothing changed: would create the job table and import {done.count} job(s)")
         return
-    try:
-        added, replaced = transfer.import_rows(store, rows, replace, dry_run)
-    except JobctlError:
-        store.undo_create()  # a failed import leaves no empty table behind
-        raise
     prefix = "dry run, nothing changed: would import" if dry_run else "imported"
-    click.echo(f"{prefix} {len(rows)} job(s): {len(added)} added, {len(replaced)} replaced")
+    click.echo(f"{prefix} {done.count} job(s): {len(done.result.added)} added, {len(done.result.replaced)} replaced")
 
 
 # --- health and demo -------------------------------------------------------------------------
@@ -501,15 +472,17 @@ def health(detailed: bool, warning: str, critical: str, next_count: int) -> None
     """
     import datetime as dt
 
+    from jobctl import commands
     from jobctl import health as checks
-    from jobctl.times import now, parse_duration
+    from jobctl.schedule.parse import parse_duration
+    from jobctl.times import now
 
     try:
         warn_after, crit_after = parse_duration(warning), parse_duration(critical)
         if crit_after < warn_after:
             raise UsageError("--critical must be at least --warning")
         tz = display_zone()
-        report = checks.check(lambda: open_store(), now(), warn_after, crit_after, next_count)
+        report = commands.health(target, now(), warn_after, crit_after, next_count)
     except UsageError as exc:  # a check that cannot run is UNKNOWN, not a page-worthy CRITICAL (2)
         report, tz = checks.Report("UNKNOWN", str(exc), now(), dt.timedelta(0), dt.timedelta(0)), dt.timezone.utc
     if output() == "json":
@@ -540,13 +513,12 @@ def demo(path: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("JOBCTL_DEBUG"))
+    if not args:  # plain `jobctl`: the help, as kubectl does
+        args = ["--help"]
     try:
         code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.NoArgsIsHelpError as exc:  # plain `jobctl`: the help, as kubectl does
-        click.echo(exc.ctx.get_help())
-        code = 0
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "jobctl"
         message = f"{exc.format_message()} (see '{command} --help')"

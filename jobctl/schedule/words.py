@@ -1,20 +1,19 @@
-"""Triggers in words, their next fire times, and new triggers from an operator's input.
+"""Stored triggers in words: what the trigger really does, read straight from decoded state.
 
-Words are read straight from the decoded trigger state (records of APScheduler's classes), so
-`list` never builds trigger objects. Fire times come from real APScheduler trigger objects
-built from that state by `realize`, which resolves only APScheduler's own trigger classes.
+Words are read from the records of APScheduler's trigger classes that decoding produces, so
+`list` never builds trigger objects (APScheduler's day numbers, not crontab's).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
-from jobctl.errors import UsageError
-from jobctl.state import Record, StandIn, is_stand_in, ref_of, stand_in_class
-from jobctl.times import format_duration, in_family, zone_name
+from jobctl.codec import StandIn, ref_of
+from jobctl.codec.display import safe_repr
+from jobctl.codec.zones import zone_name
+from jobctl.times import format_duration
 
 _CRON = "apscheduler.triggers.cron"
 _FIELDS = "apscheduler.triggers.cron.fields"
@@ -314,257 +313,47 @@ def _describe_calendar(state: dict) -> str:
     return f"every {span}{on_day} at {clock} {zone_name(state.get('timezone'))}"
 
 
-# --- real trigger objects ----------------------------------------------------------------
-
-_REAL_CLASSES: dict[tuple[str, str], type] = {}
+# --- fields, as APScheduler writes them -----------------------------------------------
 
 
-def _real_class(ref: tuple[str, str]) -> type:
-    """APScheduler's class for an allow-listed (module, name); nothing else is imported."""
-    if not _REAL_CLASSES:
-        from apscheduler.triggers import combining, cron, date, interval
-        from apscheduler.triggers.cron import expressions, fields
-
-        modules = {_CRON: cron, _FIELDS: fields, _EXPRESSIONS: expressions,
-                   "apscheduler.triggers.interval": interval,
-                   "apscheduler.triggers.date": date,
-                   "apscheduler.triggers.combining": combining}
-        try:
-            from apscheduler.triggers import calendarinterval
-
-            modules["apscheduler.triggers.calendarinterval"] = calendarinterval
-        except ImportError:  # APScheduler < 3.11
-            pass
-        from jobctl.state import RECORD_CLASSES
-
-        for module, name in RECORD_CLASSES:
-            if module in modules and hasattr(modules[module], name):
-                _REAL_CLASSES[(module, name)] = getattr(modules[module], name)
-    if ref not in _REAL_CLASSES:
-        raise ValueError(f"{ref[0]}.{ref[1]} is not an APScheduler trigger class jobctl knows")
-    return _REAL_CLASSES[ref]
-
-
-def realize(trigger: Any) -> Any:
-    """A real APScheduler trigger built from decoded state (for computing fire times)."""
-    ref = ref_of(trigger)
-    if ref is None:
-        return trigger  # already real (a trigger jobctl built itself)
-    return _realize_trigger(ref, vars(trigger))
-
-
-def _realize_trigger(ref: tuple[str, str], state: dict) -> Any:
-    cls = _real_class(ref)
-    obj = cls.__new__(cls)
-    if KINDS.get(ref) in ("and", "or"):
-        # BaseCombiningTrigger.__setstate__ imports whatever its refs name: never call it.
-        obj.jitter = state.get("jitter")
-        obj.triggers = []
-        for ref_text, sub_state in state["triggers"]:
-            sub_ref = tuple(ref_text.split(":", 1))
-            obj.triggers.append(_realize_trigger(sub_ref, _realize_value(sub_state)))
-        return obj
-    obj.__setstate__(_realize_value(state))
-    return obj
-
-
-def _realize_value(value: Any) -> Any:
-    if isinstance(value, Record):
-        ref = ref_of(value)
-        obj = _real_class(ref).__new__(_real_class(ref))
-        obj.__dict__.update(_realize_value(vars(value)))
-        return obj
-    if is_stand_in(value):
-        raise ValueError(f"trigger state holds an unknown object {ref_of(value)[0]}.{ref_of(value)[1]}")
-    if isinstance(value, dict):
-        return {k: _realize_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(_realize_value(v) for v in value)
-    return value
-
-
-def _without_jitter(trigger: Any) -> Any:
-    if hasattr(trigger, "jitter"):
-        trigger.jitter = None
-    for sub in getattr(trigger, "triggers", []):
-        _without_jitter(sub)
-    return trigger
-
-
-_AND_LIMIT = 10000  # steps before an AndTrigger whose triggers never agree is given up on
-
-
-def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
-    """APScheduler's get_next_fire_time, except for AndTrigger.
-
-    APScheduler 3's AndTrigger passes the previous fire time to its triggers while it searches,
-    and cron and interval triggers then ignore `now`: unless they agree at once it loops
-    forever (a running scheduler hangs after the job's first run). jobctl searches for the
-    first time after the previous one that every trigger agrees on, in bounded steps.
-    """
-    if KINDS.get(ref_of(trigger) or (type(trigger).__module__, type(trigger).__name__)) == "and":
-        if previous is not None:
-            now = max(now, previous + dt.timedelta(microseconds=1))
-        for _ in range(_AND_LIMIT):
-            times = [next_fire_time(sub, None, now) for sub in trigger.triggers]
-            if None in times:
-                return None
-            if min(times) == max(times):
-                return times[0]
-            now = max(times)
-        raise ValueError("its combined triggers never agree on a fire time")
-    return trigger.get_next_fire_time(previous, now)
-
-
-_STEP_LIMIT = 10000  # fire times computed without finding one to show: give up
-
-
-def iter_fire_times(trigger: Any, after: dt.datetime, first: dt.datetime | None = None) -> Iterator[dt.datetime]:
-    """Fire times from `first` (the stored next run, shown even when past) on, then every
-    later one not before `after`; without `first`, from the trigger's next fire after `after`."""
-    real = _without_jitter(realize(trigger))
-    current = first if first is not None else next_fire_time(real, None, after)
-    if current is None:
-        return
-    yield current
-    current = next_fire_time(real, current, current)
-    if current is not None and current < after:
-        # an overdue job: skip the missed runs (a year of every-second runs, say) in one step
-        current = next_fire_time(real, None, after)
-    steps = 0
-    while current is not None:
-        if current >= after:
-            yield current
-            steps = 0
-        elif (steps := steps + 1) > _STEP_LIMIT:
-            raise ValueError("its fire times do not move past now")
-        current = next_fire_time(real, current, current)
-
-
-def fire_times(trigger: Any, after: dt.datetime, count: int, first: dt.datetime | None = None) -> list[dt.datetime]:
-    """The next `count` fire times (see iter_fire_times)."""
-    return list(itertools.islice(iter_fire_times(trigger, after, first), count))
-
-
-# --- new triggers from the command line ------------------------------------------------------
-
-_CRONTAB_DAYS = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
-_MACROS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}  # fmt: skip
-
-
-def _crontab_days(text: str) -> str:
-    """A crontab day-of-week field (0 or 7 = Sunday) as APScheduler day names."""
-    days: set[int] = set()
-    for item in text.lower().split(","):
-        base, _, step_text = item.partition("/")
-        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else None
-        if step_text and step is None:
-            raise ValueError(f"bad step in {item!r}")
-        if base == "*":
-            first, last = 0, 6
-        else:
-            lo, _, hi = base.partition("-")
-            first, last = _crontab_day(lo), _crontab_day(hi) if hi else None
-            if last is None:
-                last = 6 if step else first
-            if last == 0 and hi and hi.strip() in ("7", "sun") and first > 0:
-                last = 7
-            if first > last:
-                raise ValueError(f"day range {base!r} runs backwards")
-        days.update(d % 7 for d in range(first, last + 1, step or 1))
-    runs = _runs((d - 1) % 7 for d in days)  # APScheduler numbers Monday = 0
-    aps_names = _CRONTAB_DAYS[1:] + _CRONTAB_DAYS[:1]
-    return ",".join(aps_names[r[0]] if len(r) == 1 else f"{aps_names[r[0]]}-{aps_names[r[-1]]}" for r in runs)
-
-
-def _crontab_day(text: str) -> int:
-    text = text.strip()
-    if text.isdigit() and 0 <= int(text) <= 7:
-        return int(text)
-    if text[:3] in _CRONTAB_DAYS and len(text) == 3:
-        return _CRONTAB_DAYS.index(text[:3])
-    raise ValueError(f"unknown day {text!r} (use 0-7 or sun-sat)")
-
-
-def cron_trigger(expression: str, tz: dt.tzinfo) -> Any:
-    """A 5-field crontab line as APScheduler triggers that mean what crontab means.
-
-    Day-of-week numbers are crontab's (0 or 7 = Sunday), written as day names; when both
-    day-of-month and day-of-week are restricted, crontab runs on either, so that becomes an
-    OrTrigger of the two.
-    """
-    from apscheduler.triggers.combining import OrTrigger
-    from apscheduler.triggers.cron import CronTrigger
-
-    line = _MACROS.get(expression.strip().lower(), expression)
-    parts = line.split()
-    if len(parts) != 5:
-        raise UsageError(
-            f"invalid cron expression {expression!r}: expected 5 fields "
-            "(minute hour day-of-month month day-of-week), like '0 9 * * 1-5'"
-        )
-    minute, hour, day, month, day_of_week = parts
-    try:
-        # '*' day, month and weekday fields are left out, so the stored trigger is what
-        # CronTrigger(hour=9, minute=0) would store: only the fields the operator restricted.
-        common = {"minute": minute, "hour": hour, "timezone": tz}
-        if month != "*":
-            common["month"] = month
-        days = {} if day == "*" else {"day": day}
-        weekdays = {} if day_of_week == "*" else {"day_of_week": _crontab_days(day_of_week)}
-        if days and weekdays and not day.startswith("*") and not day_of_week.startswith("*"):
-            return OrTrigger([CronTrigger(**days, **common), CronTrigger(**weekdays, **common)])
-        return CronTrigger(**days, **weekdays, **common)
-    except ValueError as exc:
-        raise UsageError(f"invalid cron expression {expression!r}: {exc}") from None
-
-
-def interval_trigger(every: dt.timedelta, tz: dt.tzinfo) -> Any:
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    return IntervalTrigger(seconds=int(every.total_seconds()), timezone=tz)
-
-
-def date_trigger(at: dt.datetime, tz: dt.tzinfo) -> Any:
-    from apscheduler.triggers.date import DateTrigger
-
-    return DateTrigger(run_date=at, timezone=tz)
-
-
-def to_record(value: Any, like: Any = None) -> Any:
-    """A real APScheduler trigger as the same records decoding produces (one writing path).
-
-    Zones and datetimes move into the zone family of `like`, the job's current zone.
-    """
-    module, name = type(value).__module__, type(value).__qualname__
-    if (module, name) in KINDS or module.startswith("apscheduler.triggers.cron."):
-        record = object.__new__(stand_in_class(module, name))
-        state = value.__getstate__() if (module, name) in KINDS else dict(vars(value))
-        record.__dict__.update(to_record(state, like))
-        return record
-    if isinstance(value, dict):
-        return {k: to_record(v, like) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_record(v, like) for v in value)
-    return in_family(value, like)
-
-
-def trigger_zone(trigger: Any) -> dt.tzinfo | None:
-    """The time zone a job's trigger works in (the zone a reschedule keeps)."""
+def trigger_fields(trigger: Any) -> dict[str, str]:
+    """The stored trigger's fields as text: cron fields as APScheduler writes them, dates, zone."""
     state = state_of(trigger)
-    kind = trigger_type(trigger)
-    if kind == "date":
-        return state["run_date"].tzinfo
-    if kind in ("and", "or"):
-        for _ref, sub in state["triggers"]:
-            if sub.get("timezone") is not None:
-                return sub["timezone"]
-            if sub.get("run_date") is not None:
-                return sub["run_date"].tzinfo
-        return None
-    return state.get("timezone")
+    fields: dict[str, str] = {}
+    for key, value in state.items():
+        if key in ("version",):
+            continue
+        if key == "fields":
+            for field in value:
+                f = vars(field)
+                if not f.get("is_default"):
+                    fields[f["name"]] = ",".join(_expression(e) for e in f["expressions"])
+        elif key == "triggers":
+            for n, (ref, sub) in enumerate(value, 1):
+                fields[f"trigger {n}"] = f"{ref} " + ", ".join(
+                    f"{k}={v}" for k, v in trigger_fields(sub).items()
+                )
+        elif value is not None:
+            fields[key] = safe_repr(value, limit=80)
+    return fields
 
+
+def _expression(expression: Any) -> str:
+    """APScheduler's own text for a cron expression (its __str__), from the decoded record."""
+    kind = type(expression).__name__
+    e = vars(expression)
+    if kind == "AllExpression":
+        return f"*/{e['step']}" if e.get("step") else "*"
+    if kind == "LastDayOfMonthExpression":
+        return "last"
+    if kind == "WeekdayPositionExpression":
+        return f"{POSITIONS[e['option_num']].replace('first', '1st')} {DAY_NAMES[e['weekday']][:3].lower()}"
+    first, last, step = e["first"], e.get("last"), e.get("step")
+    if kind == "WeekdayRangeExpression":
+        name = lambda n: DAY_NAMES[n][:3].lower()  # noqa: E731
+    elif kind == "MonthRangeExpression":
+        name = lambda n: MONTH_NAMES[n - 1][:3].lower()  # noqa: E731
+    else:
+        name = str
+    text = name(first) if last in (None, first) else f"{name(first)}-{name(last)}"
+    return f"{text}/{step}" if step else text

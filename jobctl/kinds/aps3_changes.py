@@ -1,7 +1,7 @@
-"""The changes an operator makes to one job, with APScheduler's own semantics.
+"""The changes an operator makes to one APScheduler 3 job, with APScheduler's own semantics.
 
-Each change computes the new row from the decoded job (`apply`) and says what it did in words
-(`message`); store.Store.change runs it inside one transaction.
+Each change computes the new record from the decoded job (`apply`) and says what it did in
+words (`message`); `session.Session.change` runs it as one compare-and-swap.
 """
 
 from __future__ import annotations
@@ -10,28 +10,21 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from jobctl import triggers
+from jobctl.backends.base import Record
+from jobctl.codec.zones import in_family, make_zone, zone_name
 from jobctl.errors import ChangeRefused
-from jobctl.jobs import Job
-from jobctl.times import (
-    format_time,
-    from_timestamp,
-    in_family,
-    make_zone,
-    now,
-    parse_duration,
-    parse_time,
-    relative,
-    zone_name,
-)
+from jobctl.kinds.aps3 import Job, zone_family
+from jobctl.schedule import fire, parse
+from jobctl.schedule.parse import parse_duration, parse_time
+from jobctl.times import format_time, from_timestamp, now, relative
 
 
 class Change:
     verb = "change"
     past = "changed"
-    store: Any = None  # set by run_change: the store whose zone family new values take
+    session: Any = None  # set by run_change: the store whose zone family new values take
 
-    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+    def apply(self, job: Job, at: dt.datetime) -> Record | None:
         """The new (job_state, next_run_time) for this job, or None when nothing changes."""
         raise NotImplementedError
 
@@ -41,14 +34,15 @@ class Change:
         current = job.zone()
         if isinstance(current, dt.tzinfo) and type(current) is not dt.timezone:
             return current
-        return (self.store.zone_family() if self.store is not None else None) or current
+        family = zone_family(self.session.sample(50)) if self.session is not None else None
+        return family or current
 
-    def write(self, job: Job, trigger: Any = None, **fields: Any) -> tuple[bytes, float | None]:
+    def write(self, job: Job, trigger: Any = None, **fields: Any) -> Record:
         """The one way a change builds its new row: new triggers and times are moved into the
         job's zone family (APScheduler 3.11, which computes them, turns pytz into zoneinfo)."""
         like = self.zone_like(job)
         if trigger is not None:
-            fields["trigger"] = triggers.to_record(trigger, like)
+            fields["trigger"] = fire.to_record(trigger, like)
         if fields.get("next_run_time") is not None:
             fields["next_run_time"] = in_family(fields["next_run_time"], like)
         return job.changed(**fields)
@@ -56,9 +50,9 @@ class Change:
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"{self.past} {before.id}: next run {_when(after.next_run_time, at, tz)}"
 
-    def note(self, store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+    def note(self, session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         """What the operator should know about a running scheduler seeing this change."""
-        return wake_up_note(store, before, after, at, tz)
+        return wake_up_note(session, before, after, at, tz)
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return f"{job.id} unchanged"
@@ -73,7 +67,7 @@ def _when(when: dt.datetime | None, at: dt.datetime, tz: dt.tzinfo) -> str:
 class Pause(Change):
     verb, past = "pause", "paused"
 
-    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+    def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         if job.next_run_time is None:
             return None
@@ -89,7 +83,7 @@ class Pause(Change):
 class Resume(Change):
     verb, past = "resume", "resumed"
 
-    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+    def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         if job.next_run_time is not None:
             return None
@@ -102,14 +96,14 @@ class Resume(Change):
 class RunNow(Change):
     verb, past = "run", "made due now"
 
-    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+    def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         zone = job.zone()
         return self.write(job, next_run_time=at.astimezone(zone if isinstance(zone, dt.tzinfo) else dt.timezone.utc))
 
-    def note(self, store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+    def note(self, session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         # even with no sleeping scheduler to warn of, a run picked up late is skipped
-        note = wake_up_note(store, before, after, at, tz)
+        note = wake_up_note(session, before, after, at, tz)
         if note or after.misfire_grace_time is None:
             return note
         return (
@@ -127,8 +121,8 @@ class RunNow(Change):
 def _next_fire(trigger: Any, job_id: str, at: dt.datetime, new_schedule: str | None = None) -> dt.datetime:
     """The trigger's next fire time after `at`; `new_schedule` names an asked-for trigger."""
     try:
-        real = triggers.realize(trigger)
-        when = triggers.next_fire_time(real, None, at)
+        real = fire.realize(trigger)
+        when = fire.next_fire_time(real, None, at)
     except Exception as exc:  # noqa: BLE001 - an odd trigger refuses the change, not a traceback
         raise ChangeRefused(f"cannot compute the next run of {job_id!r}: {exc}") from None
     if when is None and new_schedule:
@@ -153,12 +147,12 @@ class Reschedule(Change):
         if not isinstance(tz, dt.tzinfo):
             tz = make_zone("UTC")
         if self.cron:
-            return triggers.cron_trigger(self.cron, tz)
+            return parse.cron_trigger(self.cron, tz)
         if self.interval:
-            return triggers.interval_trigger(parse_duration(self.interval), tz)
-        return triggers.date_trigger(parse_time(self.at, tz), tz)
+            return parse.interval_trigger(parse_duration(self.interval), tz)
+        return parse.date_trigger(parse_time(self.at, tz), tz)
 
-    def apply(self, job: Job, at: dt.datetime) -> tuple[bytes, float | None] | None:
+    def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         trigger = self.new_trigger(job)
         if self.at:
@@ -180,13 +174,13 @@ class Reschedule(Change):
         )
 
 
-def wake_up_note(store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+def wake_up_note(session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
     """APScheduler 3 re-reads its store only when it wakes for its next due job: say so when
     this change makes the job due before that, so the operator is not surprised by the wait."""
     new = after.next_run_timestamp
     if new is None or (before.next_run_timestamp is not None and new >= before.next_run_timestamp):
         return ""
-    wake = store.soonest_other(before.id)
+    wake = session.soonest_other(before.id)
     if before.next_run_timestamp is not None:
         wake = before.next_run_timestamp if wake is None else min(wake, before.next_run_timestamp)
     if wake is None or wake <= new + 1:
@@ -203,19 +197,20 @@ def wake_up_note(store: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tz
     return f"{sleep}, before it sees this (README: 'Scheduler wake-up')"
 
 
-def run_change(store: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: bool) -> str:
-    """Apply one change to one job in one transaction and say what happened."""
+def run_change(session: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run: bool) -> str:
+    """Apply one change to one job as one compare-and-swap, and say what happened."""
     at = now()
-    result: dict[str, Any] = {}
-    change.store = store
+    change.session = session
+    decoded: dict[bytes, Job] = {}
 
-    def apply(job: Job) -> tuple[bytes, float | None] | None:
-        new_row = change.apply(job, at)
-        result["changed"] = new_row is not None
-        return new_row
+    def apply(record: Record) -> Record | None:
+        job = decoded[record.data or b""] = Job(*record)
+        return change.apply(job, at)
 
-    before, after = store.change(job_id, apply, dry_run=dry_run)
-    if not result["changed"]:
+    before_record, after_record = session.change(job_id, apply, dry_run=dry_run)
+    before = decoded.get(before_record.data or b"") or Job(*before_record)
+    if after_record is None:
         return change.unchanged(before, at, tz)
-    text = change.message(before, after, at, tz) + change.note(store, before, after, at, tz)
+    after = Job(*after_record)
+    text = change.message(before, after, at, tz) + change.note(session, before, after, at, tz)
     return f"dry run, nothing changed: {text}" if dry_run else text

@@ -1,0 +1,124 @@
+"""The store boundary: what a backend is, and the records it moves.
+
+A backend moves bytes and never decides. It reads stored records (every stored field verbatim)
+and performs three kinds of write, each conditional on the records being exactly as they were
+read, each one atomic step: `swap` one record, `delete` some records, `insert` new records
+(replacing some). It does not decode, resolve globs exactly, retry, wait or choose: those are
+the rules, and `jobctl.session` keeps them, as the only caller of these writes. A new kind of
+store is a subclass of `Backend` registered in `jobctl.backends`, and passes the contract suite
+in `tests/contract/`.
+
+Where each rule lives:
+
+- never lose a row, never create: `jobctl.session` (a backend opened without `create` raises
+  MissingStore for a missing store and makes nothing);
+- never run code from a row: `jobctl.codec` (nothing else unpickles);
+- write back exactly: `jobctl.kinds` builds the new record, `jobctl.codec` encodes it;
+- atomic beside running schedulers: the conditional writes here, the retry loop and the lock
+  deadline in `jobctl.session`;
+- never in the way: every wait a backend makes is bounded by `lock_seconds`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class Record(NamedTuple):
+    """One stored job, its fields exactly as the store holds them.
+
+    `due` is the store's own next-run value (APScheduler 3: the `next_run_time` column, or the
+    `run_times` score), UTC epoch seconds, None when paused; listings are ordered by it. `data`
+    is the serialized job (APScheduler 3: the `job_state` pickle), None where the store holds
+    none for this id.
+    """
+
+    id: str
+    due: float | None
+    data: bytes | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which store: a URL and the names inside it."""
+
+    url: str
+    table: str = "apscheduler_jobs"
+    schema: str | None = None
+
+
+@dataclass
+class Stats:
+    """Counts and lateness for `health`, from aggregates where the store can give them."""
+
+    total: int
+    active: int
+    late: int  # due before the warning threshold
+    overdue: int  # due before the critical threshold
+    soonest: float | None  # the lowest due value
+
+    @property
+    def paused(self) -> int:
+        return self.total - self.active
+
+
+class Backend(ABC):
+    """One store of one kind. Opened by `jobctl.backends.open_backend`.
+
+    Every method raises jobctl's own errors (StoreError, MissingStore, LockTimeout when another
+    transaction held a lock past `lock_seconds`, Conflict when the database broke a deadlock and
+    the step changed nothing), never a driver's.
+    """
+
+    kind = "aps3"  # what its records mean: a jobctl.kinds module
+    name = ""  # "sqlite", "postgresql", "mysql": what an export records as its source
+    location = ""  # where, for messages (no password)
+    whole_store_lock = False  # one lock covers every record (SQLite): no point trying the next
+    created = False  # opened with create=True, and it made the store
+
+    @abstractmethod
+    def scan(self, paused: bool | None = None, hint: Sequence[str] = (), limit: int | None = None) -> Iterator[Record]:
+        """Every record: due ones by (due, id), then paused ones by id.
+
+        `paused` True gives only paused records, False only due ones. `hint` holds id globs the
+        caller will filter by exactly; a backend may use it to read less, and may return records
+        that do not match, but never leaves out one that does. `limit`: at most this many.
+        """
+
+    @abstractmethod
+    def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:
+        """Every id (or those the `hint` globs may match, as in `scan`), in order."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        """The records with these ids, as stored. A store that compares ids loosely (a
+        case-insensitive collation) may return others too; the caller compares exactly."""
+
+    @abstractmethod
+    def swap(self, old: Record, new: Record) -> bool:
+        """Replace `old` by `new` (same id) if the stored record is still exactly `old`.
+        False, with nothing written, when it is not (changed or gone)."""
+
+    @abstractmethod
+    def delete(self, old: Sequence[Record]) -> bool:
+        """Delete every record in `old` if each is still exactly as given, in one atomic step.
+        False, with nothing deleted, when any is not."""
+
+    @abstractmethod
+    def insert(self, new: Sequence[Record], replacing: Sequence[Record] = ()) -> bool:
+        """In one atomic step, delete `replacing` (each still exactly as given) and insert `new`.
+        False, with nothing written, when a replaced record changed or a new id already exists."""
+
+    def stats(self, now: float, warning: float, critical: float) -> Stats | None:
+        """Counts from the store's own aggregates, or None to have the caller count a scan.
+        `warning` and `critical` are due values: records due before them are late, overdue."""
+        return None
+
+    def undo_create(self) -> None:  # noqa: B027 - optional: a backend that cannot create has nothing to undo
+        """Take back what opening with create=True made, but only while it is still empty."""
+
+    def close(self) -> None:  # noqa: B027 - optional: a backend may hold nothing to release
+        """Release connections."""

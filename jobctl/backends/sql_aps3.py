@@ -1,0 +1,386 @@
+"""APScheduler 3's SQLAlchemyJobStore table (SQLite, PostgreSQL, MySQL/MariaDB) as a backend.
+
+The table is `id` (primary key), `next_run_time` (float, indexed) and `job_state` (the pickle).
+Reads are plain SQL: APScheduler's own loading deletes the rows it cannot restore, and is never
+called. Each write is one transaction whose statements compare `job_state` with what was read,
+so a row another process changed in between is left alone and the write reports it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from jobctl.backends.base import Backend, Record, Stats, Target
+from jobctl.backends.sqlite_files import SqliteFile
+from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError
+
+CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
+ID_CHUNK = 500  # ids per IN (...) list: under every database's limit on bound parameters
+_GLOB_CHARS = set("*?[")
+
+# driver a bare dialect name gets, by preference, and the extra that installs one
+_DRIVERS = {
+    "postgresql": (("psycopg", "psycopg"), ("psycopg2", "psycopg2")),
+    "mysql": (("pymysql", "pymysql"), ("mysqldb", "MySQLdb")),
+    "mariadb": (("pymysql", "pymysql"), ("mysqldb", "MySQLdb")),
+}
+_EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
+
+
+class SqlJobTable(Backend):
+    """An APScheduler 3 job table reached through SQLAlchemy."""
+
+    def __init__(self, target: Target, write: bool = False, create: bool = False, lock_seconds: int = 10) -> None:
+        self.target = target
+        self.write = write or create
+        self.create = create
+        self.lock_seconds = lock_seconds
+        self.sqlite: SqliteFile | None = None
+        self.engine = self._engine(target.url)
+        self.name = self.engine.dialect.name
+        self.whole_store_lock = self.name == "sqlite"
+        self.jobs = self._table()
+
+    # --- connecting ------------------------------------------------------------------
+
+    def _engine(self, url_text: str) -> Any:
+        import sqlalchemy
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+        from sqlalchemy.pool import NullPool
+
+        try:
+            url = make_url(url_text)
+        except ArgumentError:
+            raise UsageError(
+                f"malformed store URL {url_text!r}: expected something like "
+                "sqlite:///path/jobs.sqlite or postgresql://user@host/db"
+            ) from None
+        self.location = url.render_as_string(hide_password=True)
+        backend = url.get_backend_name()
+        if backend == "sqlite":
+            self.sqlite = SqliteFile(url.database, self.write, self.create)
+            connect = self.sqlite.connector(self.lock_seconds)
+            return sqlalchemy.create_engine("sqlite://", creator=connect, poolclass=NullPool)
+        if url.drivername in _DRIVERS:
+            for driver, module in _DRIVERS[url.drivername]:
+                if importlib.util.find_spec(module) is not None:
+                    url = url.set(drivername=f"{url.drivername}+{driver}")
+                    break
+        connect_args = {"connect_timeout": CONNECT_TIMEOUT} if backend in _EXTRAS else {}
+        try:
+            engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
+        except NoSuchModuleError:
+            raise UsageError(f"unknown database kind {url.drivername!r} in {self.location}") from None
+        except ImportError as exc:
+            extra = _EXTRAS.get(backend)
+            hint = f": pip install 'jobctl[{extra}]'" if extra else ""
+            raise StoreError(f"the database driver for {url.drivername} is not installed ({exc.name}){hint}") from None
+        _bound_lock_waits(engine, backend, self.lock_seconds)
+        return engine
+
+    def _table(self) -> Any:
+        from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode, inspect
+        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+        name, schema = self.target.table, self.target.schema
+        where = f"{schema}.{name}" if schema else name
+        table = Table(
+            name,
+            MetaData(),
+            Column("id", Unicode(191), primary_key=True),
+            Column("next_run_time", Float(25), index=True),
+            Column("job_state", LargeBinary, nullable=False),
+            schema=schema,
+        )  # exactly the table SQLAlchemyJobStore defines
+        try:
+            inspector = inspect(self.engine)
+            if not inspector.has_table(name, schema=schema):
+                if self.create:
+                    table.create(self.engine)
+                    self.created = True
+                    return table
+                raise MissingStore(
+                    f"no table {where!r} in {self.location}: not an APScheduler job store "
+                    "(use --table / --schema if the application named it differently)",
+                    self.name,
+                )
+            columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+        except DBAPIError as exc:
+            raise self._error(exc, "cannot reach") from None
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read {self.location}: {_first_line(exc)}") from None
+        missing = {"id", "next_run_time", "job_state"} - columns
+        if missing:
+            raise StoreError(f"table {where!r} is not an APScheduler job table (no column {', '.join(sorted(missing))})")
+        return table
+
+    def _run(self, work: Callable[[Any], Any], writes: bool = False) -> Any:
+        """Run `work(connection)` in one transaction, database errors as jobctl's own.
+
+        In a write, a compared statement that found its row changed (_Rollback) or an insert
+        whose id exists already (IntegrityError) undoes the transaction and answers False.
+        """
+        from sqlalchemy.exc import DBAPIError, IntegrityError
+
+        try:
+            with self.engine.begin() as connection:
+                result = work(connection)
+        except _Rollback:
+            return False
+        except IntegrityError as exc:
+            if writes:
+                return False
+            raise self._error(exc, "database error on") from None
+        except DBAPIError as exc:
+            raise self._error(exc, "database error on", writes) from None
+        if self.sqlite:
+            self.sqlite.check_stable()
+        return result
+
+    def _error(self, exc: Any, doing: str, writes: bool = False) -> JobctlError:
+        """A database error as one line: a lock waited out (see _bound_lock_waits), a deadlock
+        broken, or the rest."""
+        message = _first_line(exc.orig)
+        if _lock_wait_expired(exc.orig):
+            outcome = ", so nothing was changed" if writes else ""
+            return LockTimeout(
+                f"another transaction held a lock for more than {self.lock_seconds} s{outcome} "
+                "(JOBCTL_LOCK_TIMEOUT sets the wait)",
+                whole_store=self.whole_store_lock,
+            )
+        if _conflict(exc.orig):
+            return Conflict(f"the database broke a deadlock on {self.location}; nothing was changed")
+        if self.sqlite:
+            explained = self.sqlite.explain(message)
+            if explained:
+                return explained
+        return StoreError(f"{doing} {self.location}: {message}")
+
+    # --- reading ---------------------------------------------------------------------
+
+    def _select(self) -> Any:
+        """SELECT id, next_run_time, job_state: the one query every reader builds on."""
+        from sqlalchemy import select
+
+        c = self.jobs.c
+        return select(c.id, c.next_run_time, c.job_state)
+
+    def _hint_filter(self, hint: Sequence[str]) -> Any:
+        """A prefilter for globs: the caller matches exactly afterwards (LIKE ignores case on
+        some databases, and a class [ab] becomes any one character)."""
+        from sqlalchemy import or_
+
+        if not hint:
+            return None
+        clauses = []
+        for pattern in hint:
+            clauses.append(self.jobs.c.id == pattern)  # an id may itself hold *, ? or [
+            if _GLOB_CHARS & set(pattern):
+                clauses.append(self.jobs.c.id.like(_like(pattern), escape="\\"))
+        return or_(*clauses)
+
+    def scan(self, paused: bool | None = None, hint: Sequence[str] = (), limit: int | None = None) -> Iterator[Record]:
+        c = self.jobs.c
+        where = self._hint_filter(hint)
+        queries = []
+        if paused is not True:
+            queries.append(self._select().where(c.next_run_time.isnot(None)).order_by(c.next_run_time, c.id))
+        if paused is not False:
+            queries.append(self._select().where(c.next_run_time.is_(None)).order_by(c.id))
+        for query in queries:
+            if where is not None:
+                query = query.where(where)
+            if limit is not None:
+                query = query.limit(limit)
+            count = 0
+            for row in self._stream(query):  # read to its end: the LIMIT ends it
+                count += 1
+                yield Record(row[0], row[1], bytes(row[2]))
+            if limit is not None:
+                limit -= count
+                if limit <= 0:
+                    return
+
+    def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:
+        from sqlalchemy import select
+
+        query = select(self.jobs.c.id).order_by(self.jobs.c.id)
+        where = self._hint_filter(hint)
+        if where is not None:
+            query = query.where(where)
+        for (job_id,) in self._stream(query):
+            yield job_id
+
+    def _stream(self, query: Any) -> Iterator[Any]:
+        from sqlalchemy.exc import DBAPIError
+
+        try:
+            with warnings.catch_warnings(), self.engine.connect() as connection:
+                # a reader that stops early leaves MySQL's unbuffered result to be drained on close
+                warnings.filterwarnings("ignore", "Previous unbuffered result was left incomplete")
+                result = connection.execution_options(stream_results=True, yield_per=500).execute(query)
+                yield from result
+        except DBAPIError as exc:
+            raise self._error(exc, "database error on") from None
+        if self.sqlite:
+            self.sqlite.check_stable()
+
+    def get(self, ids: Sequence[str]) -> list[Record]:
+        c = self.jobs.c
+        found: list[Record] = []
+        for chunk in _chunks(list(ids)):
+            query = self._select().where(c.id.in_(chunk))
+            found += [Record(r[0], r[1], bytes(r[2])) for r in self._run(lambda conn, q=query: conn.execute(q).all())]
+        return found
+
+    def stats(self, now: float, warning: float, critical: float) -> Stats:
+        """Counts and lateness straight from SQL: no row is decoded."""
+        from sqlalchemy import case, func, select
+
+        t = self.jobs.c.next_run_time
+
+        def before(when: float) -> Any:
+            return func.coalesce(func.sum(case((t < when, 1), else_=0)), 0)
+
+        query = select(func.count(), func.count(t), before(warning), before(critical), func.min(t)).select_from(self.jobs)
+        total, active, late, overdue, soonest = self._run(lambda conn: conn.execute(query).one())
+        return Stats(int(total), int(active), int(late), int(overdue), soonest)
+
+    # --- writing: each one transaction, each statement compared with what was read -------
+
+    def _unchanged(self, record: Record) -> Any:
+        """WHERE the row is still exactly `record` (job_state decides; the column follows it)."""
+        c = self.jobs.c
+        return (c.id == record.id) & (c.job_state == record.data)
+
+    def swap(self, old: Record, new: Record) -> bool:
+        from sqlalchemy import update
+
+        statement = update(self.jobs).where(self._unchanged(old)).values(next_run_time=new.due, job_state=new.data)
+        return self._run(lambda conn: conn.execute(statement).rowcount == 1, writes=True)
+
+    def delete(self, old: Sequence[Record]) -> bool:
+        return self._run(lambda conn: self._delete_each(conn, old), writes=True)
+
+    def _delete_each(self, conn: Any, old: Sequence[Record]) -> bool:
+        from sqlalchemy import delete
+
+        for record in old:
+            if conn.execute(delete(self.jobs).where(self._unchanged(record))).rowcount != 1:
+                raise _Rollback
+        return True
+
+    def insert(self, new: Sequence[Record], replacing: Sequence[Record] = ()) -> bool:
+        from sqlalchemy import insert
+
+        rows = [{"id": r.id, "next_run_time": r.due, "job_state": r.data} for r in new]
+
+        def work(conn: Any) -> bool:
+            self._delete_each(conn, replacing)
+            if rows:
+                conn.execute(insert(self.jobs), rows)
+            return True
+
+        return self._run(work, writes=True)
+
+    def undo_create(self) -> None:
+        """Drop the table (and SQLite file) this backend made, but only while it is empty: a
+        scheduler starting meanwhile may have used it."""
+        from sqlalchemy import func, select
+
+        if not self.created:
+            return
+        if self._run(lambda conn: conn.execute(select(func.count()).select_from(self.jobs)).scalar()):
+            return  # another process wrote jobs into it: they are not ours to drop
+        self.jobs.drop(self.engine)
+        self.created = False
+        self.engine.dispose()
+        if self.sqlite:
+            self.sqlite.remove_created()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+class _Rollback(Exception):
+    """A compared statement found its row changed: undo the whole transaction."""
+
+
+def _chunks(ids: list[str], size: int = ID_CHUNK) -> Iterator[list[str]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _like(pattern: str) -> str:
+    """A glob as a LIKE pre-filter (exact matching is done by the caller afterwards)."""
+    out = []
+    in_class = False
+    for ch in pattern:
+        if in_class:
+            in_class = ch != "]"
+            if not in_class:
+                out.append("_")
+            continue
+        if ch == "[":
+            in_class = True
+        elif ch == "*":
+            out.append("%")
+        elif ch == "?":
+            out.append("_")
+        elif ch in "%_\\":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _bound_lock_waits(engine: Any, backend: str, seconds: int) -> None:
+    """Every transaction waits at most `seconds` for another's lock (a stuck psql session,
+    an ALTER TABLE in flight) and then fails: a refusal beats a hung shell or a pile of cron
+    checks. SQLite's equivalent is the sqlite3 busy timeout (sqlite_files)."""
+    from sqlalchemy import event
+
+    def run(dbapi_connection: Any, statement: str) -> None:
+        # on the driver's own cursor: a streaming read's server-side cursor cannot run a SET
+        cursor = dbapi_connection.cursor()
+        cursor.execute(statement)
+        cursor.close()
+
+    if backend == "postgresql":
+        # SET LOCAL lasts one transaction, so it is safe behind PgBouncer's transaction pooling
+        statement = f"SET LOCAL lock_timeout = '{seconds}s'"
+        event.listen(engine, "begin", lambda connection: run(connection.connection.dbapi_connection, statement))
+    elif backend in ("mysql", "mariadb"):
+        # row locks, and the metadata locks an ALTER TABLE takes (whose default wait is a year)
+        statement = f"SET SESSION innodb_lock_wait_timeout = {seconds}, lock_wait_timeout = {seconds}"
+        event.listen(engine, "connect", lambda dbapi_connection, record: run(dbapi_connection, statement))
+
+
+def _sqlstate(error: Any) -> str | None:
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)  # psycopg 3, psycopg2
+
+
+def _mysql_code(error: Any) -> int | None:
+    args = getattr(error, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def _lock_wait_expired(error: Any) -> bool:
+    """PostgreSQL's lock_timeout (55P03), MySQL's lock wait timeouts (1205), SQLite's busy."""
+    if _sqlstate(error) == "55P03" or _mysql_code(error) == 1205:
+        return True
+    return type(error).__name__ == "OperationalError" and "database is locked" in str(error)
+
+
+def _conflict(error: Any) -> bool:
+    """The database aborted the transaction to break a deadlock or a serialization conflict."""
+    return _sqlstate(error) in ("40P01", "40001") or _mysql_code(error) == 1213
+
+
+def _first_line(exc: Any) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,183 @@
+"""Rendering: jobs as a table, JSON or plain lines, and a bounded, safe display of values."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from jobctl.times import format_time
+
+STATE_COLORS = {"paused": "yellow", "overdue": "red", "unreadable": "red"}
+
+
+def use_color(stream: Any = None) -> bool:
+    stream = stream or sys.stdout
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+# --- output formats -------------------------------------------------------------------------
+
+
+def _color(text: str, state: str, color: bool) -> str:
+    if not color or state not in STATE_COLORS:
+        return text
+    import click
+
+    return click.style(text, fg=STATE_COLORS[state])
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters as escapes: a row must not split a line, shift a column, or send
+    the operator's terminal an escape sequence."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+
+
+LIST_COLUMNS = ["ID", "SCHEDULE", "NEXT RUN", "LEFT", "STATE", "NAME"]
+# On a narrow terminal, in this order: a column goes (None) or is cut down to a width.
+_FIT = [("NAME", None), ("ID", 40), ("SCHEDULE", 48), ("NEXT RUN", None), ("SCHEDULE", 24), ("ID", 12)]
+
+
+def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: int | None = None, headers: bool = True) -> str:
+    """The `list` table, fitted to the terminal: NAME and NEXT RUN give way, then text is cut."""
+    from tabulate import tabulate
+
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    cells = [
+        {
+            "ID": printable(r["id"]),
+            "SCHEDULE": printable(r["trigger"]),
+            "NEXT RUN": format_time(_parse(r["next_run_time"]), tz) if r["next_run_time"] else "-",
+            "LEFT": r["next_run_in"] or "-",
+            "STATE": r["state"],
+            "NAME": printable(r["name"] or ""),
+        }
+        for r in rows
+    ]
+    columns = list(LIST_COLUMNS)
+    widths = {c: max([len(c)] + [len(row[c]) for row in cells]) for c in columns}
+
+    def total() -> int:
+        return sum(widths[c] for c in columns) + 2 * (len(columns) - 1)
+
+    for column, floor in _FIT:
+        if total() <= width:
+            break
+        if floor is None:
+            columns.remove(column)
+        else:
+            widths[column] = max(min(floor, widths[column]), widths[column] - (total() - width))
+    table = [[_cut(row[c], widths[c]) for c in columns] for row in cells]
+    state = columns.index("STATE")
+    for line in table:
+        line[state] = _color(line[state], line[state], color)
+    return tabulate(table, headers=columns if headers else (), tablefmt="plain", disable_numparse=True)
+
+
+def upcoming_table(rows: list[dict[str, Any]], tz: dt.tzinfo, headers: bool = True) -> str:
+    """`upcoming` as a table: TIME, LEFT, ID, SCHEDULE."""
+    from tabulate import tabulate
+
+    if not rows:
+        return ""
+    table = [[format_time(_parse(r["time"]), tz), r["in"], printable(r["id"]), printable(r["trigger"])] for r in rows]
+    return tabulate(table, headers=["TIME", "LEFT", "ID", "SCHEDULE"] if headers else (), tablefmt="plain", disable_numparse=True)
+
+
+def _parse(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso)
+
+
+LIST_FIELDS = ["id", "name", "func", "trigger", "trigger_type", "next_run_time", "next_run_in", "state", "error"]
+
+
+def csv_lines(rows: Iterable[dict[str, Any]], fields: list[str], headers: bool = True) -> Iterator[str]:
+    """CSV, one line per row, streamed (the header row names the JSON fields)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if headers:
+        writer.writerow(fields)
+    for row in rows:
+        writer.writerow(["" if row.get(f) is None else row[f] for f in fields])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if headers and buffer.getvalue():
+        yield buffer.getvalue()
+
+
+def plain_line(row: dict[str, Any]) -> str:
+    """One tab-separated line a script can cut: id, state, next run (ISO), schedule."""
+    return "\t".join(printable(field) for field in (row["id"], row["state"], row["next_run_time"] or "-", row["trigger"]))
+
+
+_to_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def json_array(rows: Iterator[dict[str, Any]], batch: int = 1000) -> Iterator[str]:
+    """A JSON array written in chunks of `batch` rows as they arrive (memory stays flat)."""
+    chunk: list[str] = []
+    first = True
+    for row in rows:
+        chunk.append(("[\n  " if first else ",\n  ") + _to_json(row))
+        first = False
+        if len(chunk) >= batch:
+            yield "".join(chunk)
+            chunk = []
+    chunk.append("[]\n" if first else "\n]\n")
+    yield "".join(chunk)
+
+
+def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
+    """`show` for a person: aligned 'key: value' lines."""
+    lines = [("id", detail["id"])]
+    if detail["state"] == "unreadable":
+        lines += [("state", "unreadable"), ("reason", detail["error"])]
+        return _aligned(lines)
+    when = detail["next_run_time"]
+    lines += [
+        ("name", detail["name"]),
+        ("func", detail["func"]),
+        ("state", detail["state"]),
+        ("schedule", detail["trigger"]),
+        ("trigger", detail["trigger_type"]),
+    ]
+    lines += [(f"  {k}", v) for k, v in detail["trigger_fields"].items()]
+    lines += [
+        ("time zone", detail["timezone"] or "-"),
+        ("next run", f"{format_time(_parse(when), tz)} ({detail['next_run_in']})" if when else "- (paused)"),
+    ]
+    if detail["upcoming_error"]:
+        lines.append(("upcoming", f"cannot compute: {detail['upcoming_error']}"))
+    for n, when in enumerate(detail["upcoming"]):
+        lines.append(("upcoming" if n == 0 else "", format_time(_parse(when), tz)))
+    lines.append(("args", "(" + ", ".join(detail["args"]) + ("," if len(detail["args"]) == 1 else "") + ")"))
+    lines += [("kwargs" if n == 0 else "", f"{k}={v}") for n, (k, v) in enumerate(detail["kwargs"].items())] or [("kwargs", "{}")]
+    lines += [
+        ("executor", detail["executor"]),
+        ("misfire grace", f"{detail['misfire_grace_time']} s" if detail["misfire_grace_time"] is not None else "none (always run late)"),
+        ("coalesce", detail["coalesce"]),
+        ("max instances", detail["max_instances"]),
+        ("pickle protocol", detail["pickle_protocol"]),
+    ]
+    return _aligned(lines)
+
+
+def _aligned(lines: list[tuple[str, Any]]) -> str:
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k + ':' if k else '':<{width + 1}} {printable(str(v))}".rstrip() for k, v in lines)

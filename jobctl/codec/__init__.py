@@ -1,0 +1,29 @@
+"""The only code in jobctl that unpickles anything: an allow-list decoder, an exact re-encoder,
+the inert stand-ins they share, and the time zones job state holds.
+
+Nothing here imports or calls what a row names; see `pickles` for the allow-list.
+"""
+
+from jobctl.codec.pickles import decode, encode, protocol_of
+from jobctl.codec.standins import (
+    RECORD_CLASSES,
+    StandIn,
+    StateRecord,
+    global_name,
+    is_stand_in,
+    ref_of,
+    stand_in_class,
+)
+
+__all__ = [
+    "RECORD_CLASSES",
+    "StandIn",
+    "StateRecord",
+    "decode",
+    "encode",
+    "global_name",
+    "is_stand_in",
+    "protocol_of",
+    "ref_of",
+    "stand_in_class",
+]

@@ -1,0 +1,82 @@
+"""A bounded, safe display of decoded values: long strings, deep nesting, big containers and
+cycles are cut short, and stand-ins show what they stand for without running anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from typing import Any
+
+from jobctl.codec.standins import StandIn, StateRecord, global_name, is_stand_in
+from jobctl.codec.zones import zone_name
+
+
+def safe_repr(value: Any, limit: int = 200, depth: int = 4, items: int = 10) -> str:
+    """A bounded repr: long strings, deep nesting, big containers and cycles are cut short."""
+    text = _repr(value, depth, items, set())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _repr(value: Any, depth: int, items: int, active: set[int]) -> str:
+    if isinstance(value, (str, bytes, bytearray)):
+        shown = value[:120]
+        more = f"…(+{len(value) - 120})" if len(value) > 120 else ""
+        return repr(shown) + more
+    if value is None or isinstance(value, (bool, int, float, complex)):
+        return repr(value)
+    if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
+        return value.isoformat() if hasattr(value, "isoformat") else str(value)
+    if isinstance(value, dt.tzinfo):
+        return zone_name(value)
+    if id(value) in active:
+        return "<cycle>"
+    if depth <= 0:
+        return "…"
+    active = active | {id(value)}
+
+    def inner(v: Any) -> str:
+        return _repr(v, depth - 1, items, active)
+
+    def seq(values: Iterable[Any], total: int) -> str:
+        shown = [inner(v) for _, v in zip(range(items), values)]
+        if total > items:
+            shown.append(f"…(+{total - items})")
+        return ", ".join(shown)
+
+    if isinstance(value, dict):
+        pairs = ((inner(k) + ": " + inner(v)) for k, v in value.items())
+        shown = [p for _, p in zip(range(items), pairs)]
+        if len(value) > items:
+            shown.append(f"…(+{len(value) - items})")
+        return "{" + ", ".join(shown) + "}"
+    if isinstance(value, list):
+        return "[" + seq(value, len(value)) + "]"
+    if isinstance(value, tuple):
+        return "(" + seq(value, len(value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, (set, frozenset)):
+        return "{" + seq(value, len(value)) + "}" if value else "set()"
+    if is_stand_in(value):
+        return _stand_in_repr(value, inner, seq)
+    if isinstance(value, type) and issubclass(value, (StandIn, StateRecord)):
+        return global_name(value)
+    return f"<{type(value).__name__}>"
+
+
+def _stand_in_repr(value: Any, inner: Any, seq: Any) -> str:
+    name = global_name(type(value))
+    if not isinstance(value, StandIn):
+        return f"{name}({', '.join(f'{k}={inner(v)}' for k, v in vars(value).items())})"
+    parts = []
+    if value.stand_in_args:
+        parts.append(seq(value.stand_in_args, len(value.stand_in_args)))
+    state = value.stand_in_state
+    if isinstance(state, dict):
+        parts.extend(f"{k}={inner(v)}" for k, v in list(state.items())[:10])
+    elif state is not None:
+        parts.append(f"state={inner(state)}")
+    listitems, dictitems = value.stand_in_items
+    if listitems:
+        parts.append("[" + seq(listitems, len(listitems)) + "]")
+    if dictitems:
+        parts.append("{" + ", ".join(f"{inner(k)}: {inner(v)}" for k, v in dictitems[:10]) + "}")
+    return f"{name}({', '.join(parts)})"

@@ -1,0 +1,208 @@
+"""jobctl's commands as plain functions that return data.
+
+The command line (`jobctl.cli`) parses options for these and prints what they return; tests
+and other programs call them directly. Each opens its own session on the store a `Target`
+names, and raises jobctl's own errors (`jobctl.errors`) for the command line to turn into one
+line and an exit code.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jobctl.backends.base import Target
+from jobctl.errors import ChangeRefused, JobctlError, LockTimeout, MissingStore
+from jobctl.session import Import, Removal, open_session
+
+STATES = ["scheduled", "paused", "overdue", "unreadable"]
+UTC = dt.timezone.utc
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(UTC)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def list_jobs(
+    target: Target,
+    patterns: Sequence[str] = (),
+    states: Sequence[str] = (),
+    limit: int | None = None,
+    at: dt.datetime | None = None,
+    tz: dt.tzinfo = UTC,
+) -> Iterator[dict[str, Any]]:
+    """Every job (or those whose id matches a glob) as `list -o json`'s fields: soonest first,
+    paused next, unreadable last; only those in `states`, at most `limit`. Streamed."""
+    from jobctl.parallel import summaries
+
+    session, at = open_session(target), at or _now()
+    wanted = set(states)
+    paused = True if wanted == {"paused"} else (False if wanted and "paused" not in wanted and "unreadable" not in wanted else None)
+    # without a state filter, read no more rows than are shown
+    records = session.scan(patterns, paused=paused, limit=None if wanted else limit)
+
+    def rows() -> Iterator[dict[str, Any]]:
+        held_back = []  # unreadable jobs go last, and are few
+        for row in summaries(records, at, tz):
+            if wanted and row["state"] not in wanted:
+                continue
+            if row["state"] == "unreadable":
+                held_back.append(row)
+            else:
+                yield row
+        yield from held_back
+
+    return itertools.islice(rows(), limit)
+
+
+def show(target: Target, job_id: str, count: int = 5, at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> dict[str, Any]:
+    """One job in full, as `show -o json`'s fields, with its next `count` fire times."""
+    from jobctl.kinds.aps3 import Job, job_detail
+
+    record = open_session(target).get(job_id)
+    return job_detail(Job(*record), at or _now(), tz, count)
+
+
+@dataclass
+class Upcoming:
+    """`upcoming`'s runs, streamed; `problems` fills in as they are read."""
+
+    runs: Iterator[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+
+
+def upcoming(
+    target: Target,
+    patterns: Sequence[str] = (),
+    within: dt.timedelta = dt.timedelta(hours=24),
+    limit: int = 1000,
+    at: dt.datetime | None = None,
+    tz: dt.tzinfo = UTC,
+) -> Upcoming:
+    """Every run of every job from now to now + `within`, in time order, at most `limit`."""
+    from jobctl.kinds.aps3 import Job, upcoming_runs
+    from jobctl.times import format_duration, format_iso, relative
+
+    session, at = open_session(target), at or _now()
+    result = Upcoming(iter(()))
+    jobs = (Job(*r) for r in session.scan(patterns, paused=False))
+    every_run = upcoming_runs(jobs, at, at + within, result.problems)
+
+    def runs() -> Iterator[dict[str, Any]]:
+        for when, job in itertools.islice(every_run, limit):
+            yield {"time": format_iso(when, tz), "in": relative(when, at), "id": job.id, "trigger": job.schedule}
+        if next(every_run, None) is not None:
+            result.problems.append(f"showing the first {limit} runs of the next {format_duration(within)}; --limit shows more")
+
+    result.runs = runs()
+    return result
+
+
+def complete_ids(target: Target, prefix: str, limit: int = 200) -> list[str]:
+    """Job ids starting with `prefix`, for shell completion."""
+    return open_session(target).ids_starting_with(prefix, limit)
+
+
+# --- changing --------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What a change did to one job: `message` when done, `error` when refused."""
+
+    job_id: str | None
+    message: str | None = None
+    error: str | None = None
+
+
+def change(target: Target, patterns: Sequence[str], what: Any, dry_run: bool = False, tz: dt.tzinfo = UTC) -> Iterator[Outcome]:
+    """Apply one change (a `jobctl.kinds.aps3_changes.Change`) to every job the patterns
+    name, each as its own compare-and-swap, reporting each as it is done. A refused job does
+    not stop the others, except a lock over the whole store (SQLite)."""
+    from jobctl.kinds.aps3_changes import run_change
+
+    session = open_session(target, write=not dry_run)
+    job_ids = session.resolve(patterns)
+    for number, job_id in enumerate(job_ids, 1):
+        try:
+            yield Outcome(job_id, message=run_change(session, job_id, what, tz, dry_run))
+        except ChangeRefused as exc:
+            yield Outcome(job_id, error=str(exc))
+            if isinstance(exc, LockTimeout) and exc.whole_store and number < len(job_ids):
+                yield Outcome(None, error=f"the whole store is locked: {len(job_ids) - number} more job(s) not tried")
+                return
+
+
+def remove(target: Target, patterns: Sequence[str], dry_run: bool = False, confirm: Callable[[list[str]], None] | None = None) -> Removal:
+    """Remove the jobs the patterns name, all in one step. `confirm(ids)` is called first and
+    may raise to stop; a dry run removes nothing and returns what would go."""
+    session = open_session(target, write=not dry_run)
+    ids = session.resolve(patterns)
+    if dry_run:
+        return Removal(removed=ids)
+    if confirm is not None:
+        confirm(ids)
+    removal = session.remove(ids)
+    return removal
+
+
+def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> Iterator[str]:
+    """The export document, streamed: readable fields and each exact stored record."""
+    from jobctl import transfer
+    from jobctl.kinds.aps3 import Job
+
+    session = open_session(target)
+    backend = session.backend
+    source = {"dialect": backend.name, "table": target.table, "schema": target.schema}
+    return transfer.export_lines((Job(*r) for r in session.scan(patterns)), at or _now(), tz, source)
+
+
+@dataclass
+class Imported:
+    count: int
+    result: Import
+    created: bool = False  # the table (and SQLite file) was made, or would be in a dry run
+
+
+def import_(target: Target, text: str, replace: bool = False, create_table: bool = False, dry_run: bool = False) -> Imported:
+    """Restore an export document exactly, all or nothing. Existing ids are refused unless
+    `replace`; the store is created only with `create_table`, and dropped again (while empty)
+    if the import then fails."""
+    from jobctl import transfer
+
+    records = transfer.read_document(text)
+    try:
+        session = open_session(target, write=not dry_run, create=create_table and not dry_run)
+    except MissingStore as exc:
+        if not (dry_run and create_table):
+            raise
+        transfer.check_ids(records, exc.dialect)
+        return Imported(len(records), Import(added=[r.id for r in records]), created=True)
+    try:
+        transfer.check_ids(records, session.backend.name)
+        result = session.import_(records, replace, dry_run)
+    except JobctlError:
+        session.undo_create()  # a failed import leaves no empty table behind
+        raise
+    return Imported(len(records), result, created=session.backend.created)
+
+
+# --- health ------------------------------------------------------------------------------------
+
+
+def health(target: Target | Callable[[], Target], at: dt.datetime | None = None, warning: dt.timedelta = dt.timedelta(minutes=5), critical: dt.timedelta = dt.timedelta(hours=1), next_count: int = 5) -> Any:
+    """The monitoring check (a `jobctl.health.Report`): a store that cannot be opened or read
+    is UNKNOWN, never an exception. `target` may be a function, so that resolving it (a
+    config file, a URL) fails inside the check too."""
+    from jobctl import health as checks
+
+    def open_it() -> Any:
+        return open_session(target() if callable(target) else target)
+
+    return checks.check(open_it, at or _now(), warning, critical, next_count)

@@ -1,0 +1,247 @@
+"""APScheduler 3 jobs: what a stored record means (its job_state pickle, decoded safely), and
+what list, show and export print of it. The same for the SQL table and Redis."""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from jobctl import codec
+from jobctl.backends.base import Record
+from jobctl.codec.display import safe_repr
+from jobctl.codec.zones import utc_timestamp, zone_name
+from jobctl.errors import ChangeRefused, UnreadableState
+from jobctl.schedule import fire, words
+from jobctl.times import format_iso, from_timestamp, now, relative
+
+LATE_AFTER = dt.timedelta(minutes=1)  # a running scheduler picks due jobs up within seconds
+_REQUIRED = ("id", "func", "trigger", "next_run_time")
+
+
+class Job:
+    """One stored job. `error` is set (and `state` None) when it is unreadable."""
+
+    __slots__ = ("id", "next_run_timestamp", "raw", "state", "error", "_words")
+
+    def __init__(self, job_id: str, next_run_timestamp: float | None, raw: bytes | None) -> None:
+        self.id = job_id
+        self.next_run_timestamp = next_run_timestamp
+        self.raw = b"" if raw is None else bytes(raw)
+        self.state: dict | None = None
+        self.error: str | None = None
+        self._words: str | None = None
+        try:
+            if raw is None:
+                raise UnreadableState("the store holds no job state for this id")
+            decoded = codec.decode(self.raw)
+            if not isinstance(decoded, dict) or any(key not in decoded for key in _REQUIRED):
+                raise UnreadableState("job state is not an APScheduler 3 job")
+            if not isinstance(decoded.get("version", 1), int) or decoded.get("version", 1) > 1:
+                raise UnreadableState(f"job state version {decoded['version']!r} is not APScheduler 3's")
+            self.state = decoded
+        except UnreadableState as exc:
+            self.error = str(exc)
+
+    @property
+    def readable(self) -> bool:
+        return self.state is not None
+
+    def _get(self, key: str, default: Any = None) -> Any:
+        return default if self.state is None else self.state.get(key, default)
+
+    @property
+    def name(self) -> str | None:
+        return self._get("name")
+
+    @property
+    def func(self) -> str | None:
+        return self._get("func")
+
+    @property
+    def trigger(self) -> Any:
+        return self._get("trigger")
+
+    @property
+    def args(self) -> Any:
+        return self._get("args", ())
+
+    @property
+    def kwargs(self) -> Any:
+        return self._get("kwargs", {})
+
+    @property
+    def misfire_grace_time(self) -> float | None:
+        """Seconds late a run may start before APScheduler skips it as missed (None: no limit)."""
+        value = self._get("misfire_grace_time")
+        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    @property
+    def next_run_time(self) -> dt.datetime | None:
+        """The pickled next run time (with its zone); the column when the row is unreadable."""
+        if self.state is not None:
+            value = self.state.get("next_run_time")
+            return value if isinstance(value, dt.datetime) and value.tzinfo is not None else None
+        return from_timestamp(self.next_run_timestamp)
+
+    @property
+    def trigger_type(self) -> str | None:
+        return None if self.state is None else words.trigger_type(self.trigger)
+
+    @property
+    def schedule(self) -> str:
+        """The trigger in words (or why the row is unreadable)."""
+        if self.state is None:
+            return f"unreadable: {self.error}"
+        if self._words is None:
+            self._words = words.describe(self.trigger)
+        return self._words
+
+    def status(self, at: dt.datetime, late_after: dt.timedelta = LATE_AFTER) -> str:
+        """'scheduled', 'paused', 'overdue' or 'unreadable'."""
+        if self.state is None:
+            return "unreadable"
+        when = self.next_run_time
+        if when is None:
+            return "paused"
+        return "overdue" if when < at - late_after else "scheduled"
+
+    def upcoming(self, count: int, at: dt.datetime | None = None) -> list[dt.datetime]:
+        """The next fire times: the stored next run, then what the trigger computes after it."""
+        if self.state is None or self.next_run_time is None:
+            return []
+        return fire.fire_times(self.trigger, at or now(), count, first=self.next_run_time)
+
+    def next_fire_time_from(self, at: dt.datetime) -> dt.datetime | None:
+        """When the trigger fires next after `at` (what resume and reschedule store)."""
+        real = fire.realize(self.trigger)
+        return fire.next_fire_time(real, None, at)
+
+    def zone(self) -> dt.tzinfo | None:
+        zone = fire.trigger_zone(self.trigger)
+        if zone is None and self.next_run_time is not None:
+            zone = self.next_run_time.tzinfo
+        return zone
+
+    # --- changes: each returns the new record ---
+
+    def require_readable(self) -> None:
+        if self.state is None:
+            raise ChangeRefused(f"job {self.id!r} is unreadable ({self.error}); jobctl will not rewrite it")
+
+    @property
+    def record(self) -> Record:
+        return Record(self.id, self.next_run_timestamp, self.raw)
+
+    def changed(self, **fields: Any) -> Record:
+        """This job with some state fields replaced, encoded as its own APScheduler wrote it:
+        the same pickle protocol, and the due value computed from the pickled next run time."""
+        self.require_readable()
+        assert self.state is not None
+        new_state = dict(self.state)
+        new_state.update(fields)
+        data = codec.encode(new_state, codec.protocol_of(self.raw))
+        return Record(self.id, utc_timestamp(new_state["next_run_time"]), data)
+
+
+def zone_family(samples: Iterable[Record]) -> Any:
+    """A zone of the family a store's APScheduler writes (pytz before 3.11), or None, judged
+    from a sample of its records. Used when the job being changed names no zone of its own
+    (only a fixed UTC offset)."""
+    blobs = [r.data for r in samples if r.data]
+    if any(b"pytz_deprecation_shim" in blob for blob in blobs):
+        from jobctl.codec.zones import ShimZone, make_zone
+
+        return ShimZone(make_zone("UTC"), "UTC")
+    if any(b"pytz" in blob for blob in blobs):
+        import pytz
+
+        return pytz.utc
+    return None
+
+
+def upcoming_runs(jobs: Iterable[Job], at: dt.datetime, until: dt.datetime, problems: list[str]) -> Iterator[tuple[dt.datetime, Job]]:
+    """Every (fire time, job) from `at` to `until`, in time order across all jobs.
+
+    Jobs whose fire times cannot be computed are skipped and named in `problems`.
+    """
+
+    def runs(job: Job) -> Iterator[tuple[dt.datetime, Job]]:
+        try:
+            for when in fire.iter_fire_times(job.trigger, at, first=job.next_run_time):
+                if when > until:
+                    return
+                if when >= at:
+                    yield when, job
+        except Exception as exc:  # noqa: BLE001 - one odd trigger does not stop the others
+            problems.append(f"cannot compute the fire times of {job.id!r}: {exc}")
+
+    active = (job for job in jobs if job.readable and job.next_run_time is not None)
+    return heapq.merge(*(runs(job) for job in active), key=lambda run: run[0])
+
+
+# --- what list, show and export print of a job -------------------------------------------
+
+
+def job_summary(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
+    """The fields of `list -o json`: id, name, func, trigger (words), trigger_type, next_run_time, state."""
+    when = job.next_run_time
+    return {
+        "id": job.id,
+        "name": job.name,
+        "func": job.func,
+        "trigger": job.schedule,
+        "trigger_type": job.trigger_type,
+        "next_run_time": format_iso(when, tz),
+        "next_run_in": relative(when, at) if when else None,
+        "state": job.status(at),
+        "error": job.error,
+    }
+
+
+def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict[str, Any]:
+    """Everything `show` prints: the summary plus the rest of the job and its next fire times."""
+    detail = job_summary(job, at, tz)
+    if not job.readable:
+        detail["upcoming"] = []
+        return detail
+    try:
+        trigger_zone = job.zone()
+        zone = zone_name(trigger_zone) if trigger_zone is not None else None
+        fields = words.trigger_fields(job.trigger)
+    except Exception:  # noqa: BLE001 - an odd trigger is shown as far as it can be
+        zone, fields = None, {}
+    try:
+        upcoming = [format_iso(t, tz) for t in job.upcoming(count, at)]
+        upcoming_error = None
+    except Exception as exc:  # noqa: BLE001 - a trigger we cannot compute is shown, not fatal
+        upcoming, upcoming_error = [], str(exc) or type(exc).__name__
+    detail.update(
+        {
+            "timezone": zone,
+            "trigger_fields": fields,
+            "upcoming": upcoming,
+            "upcoming_error": upcoming_error,
+            "args": [safe_repr(a) for a in _as_list(job.args)],
+            "kwargs": {str(k): safe_repr(v) for k, v in _as_items(job.kwargs)},
+            "executor": job.state.get("executor"),
+            "misfire_grace_time": job.state.get("misfire_grace_time"),
+            "coalesce": job.state.get("coalesce"),
+            "max_instances": job.state.get("max_instances"),
+            "pickle_protocol": _protocol(job),
+        }
+    )
+    return detail
+
+
+def _protocol(job: Job) -> int:
+    return codec.protocol_of(job.raw)
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _as_items(value: Any) -> list:
+    return list(value.items()) if isinstance(value, dict) else [("?", value)]

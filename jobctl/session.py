@@ -1,0 +1,229 @@
+"""The rules, kept in one place over any backend: the only caller of a backend's writes.
+
+- Ids and globs are resolved exactly here (a backend's filters are only hints): an exact id
+  wins over the glob it also spells, a glob must match something, and an id the store
+  compares loosely (a case-insensitive collation) is never taken for another.
+- Every change is a compare-and-swap: read the record, compute the new one, write it only if
+  the stored record is still the one read. A record changed in between is read again and the
+  change re-applied, until JOBCTL_LOCK_TIMEOUT runs out; then it is refused. A deadlock the
+  database broke changed nothing and is run again within the same deadline.
+- remove and import are all or nothing: one atomic backend step, compared with what was read.
+- Nothing is created: a store is opened with `create` only by `import --create-table`, and what
+  that made is taken back (while still empty) if the import fails.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from jobctl.backends import Backend, Record, Stats, Target, open_backend
+from jobctl.errors import ChangeRefused, Conflict, LockTimeout, NoSuchJob, UsageError
+
+LOCK_TIMEOUT = 10  # seconds to wait for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
+MAX_LOCK_TIMEOUT = 86400
+MAX_ATTEMPTS = 50  # compare-and-swap attempts within the deadline
+_GLOB_CHARS = set("*?[")
+
+
+def is_pattern(text: str) -> bool:
+    return bool(_GLOB_CHARS & set(text))
+
+
+def matches(job_id: str, pattern: str) -> bool:
+    return job_id == pattern or fnmatch.fnmatchcase(job_id, pattern)
+
+
+def lock_timeout() -> int:
+    """Seconds to wait for another transaction's lock: $JOBCTL_LOCK_TIMEOUT or 10."""
+    value = os.environ.get("JOBCTL_LOCK_TIMEOUT", "")
+    if not value:
+        return LOCK_TIMEOUT
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_LOCK_TIMEOUT):
+        raise UsageError(f"JOBCTL_LOCK_TIMEOUT must be a whole number of seconds from 1 to {MAX_LOCK_TIMEOUT}, not {value!r}")
+    return int(value)
+
+
+def open_session(target: Target, write: bool = False, create: bool = False) -> Session:
+    """A session on the store `target` names; `create` only for `import --create-table`."""
+    seconds = lock_timeout()  # read (and checked) once: every wait uses it
+    return Session(open_backend(target, write=write, create=create, lock_seconds=seconds), seconds)
+
+
+@dataclass
+class Removal:
+    removed: list[str] = field(default_factory=list)
+    gone: list[str] = field(default_factory=list)  # named, but removed by another process meanwhile
+
+
+@dataclass
+class Import:
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+
+
+class Session:
+    """One store and the rules over it."""
+
+    def __init__(self, backend: Backend, lock_seconds: int = LOCK_TIMEOUT) -> None:
+        self.backend = backend
+        self.lock_seconds = lock_seconds
+
+    # --- reading ---------------------------------------------------------------------
+
+    def scan(self, patterns: Sequence[str] = (), paused: bool | None = None, limit: int | None = None) -> Iterator[Record]:
+        """Records whose id matches a pattern (every record without one): due ones soonest
+        first, then paused ones. `paused` True gives only paused ones, False only due ones;
+        at most `limit`."""
+        patterns = list(patterns)
+        if not patterns:
+            return self.backend.scan(paused, limit=limit)
+        records = self.backend.scan(paused, patterns)  # a hint: matched exactly here
+        return itertools.islice((r for r in records if any(matches(r.id, p) for p in patterns)), limit)
+
+    def get(self, job_id: str) -> Record:
+        """The record with exactly this id."""
+        for record in self.backend.get([job_id]):
+            if record.id == job_id:
+                return record
+        raise NoSuchJob(f"no job with id {job_id!r}")
+
+    def get_many(self, ids: Sequence[str]) -> dict[str, Record]:
+        wanted = set(ids)
+        return {r.id: r for r in self.backend.get(list(ids)) if r.id in wanted}
+
+    def resolve(self, patterns: Iterable[str]) -> list[str]:
+        """The ids the operator named: exact ids must exist, each glob must match something."""
+        ids: list[str] = []
+        for pattern in patterns:
+            if is_pattern(pattern):
+                candidates = list(self.backend.ids([pattern]))
+                # an exact id wins over the glob it also spells ('report[1]' the job, not 'report1')
+                found = [pattern] if pattern in candidates else [i for i in candidates if fnmatch.fnmatchcase(i, pattern)]
+            else:
+                found = [pattern] if self.get_many([pattern]) else []
+            if not found:
+                what = "matches" if is_pattern(pattern) else "has the id"
+                raise NoSuchJob(f"no job {what} {pattern!r}")
+            ids.extend(i for i in found if i not in ids)
+        return ids
+
+    def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
+        """Job ids for shell completion."""
+        glob = "".join(f"[{c}]" if c in _GLOB_CHARS else c for c in prefix) + "*"
+        return list(itertools.islice((i for i in self.backend.ids([glob]) if i.startswith(prefix)), limit))
+
+    def stats(self, now: float, warning: float, critical: float) -> Stats:
+        """Counts and lateness: the backend's aggregates, or a count over a scan (nothing is
+        decoded either way)."""
+        stats = self.backend.stats(now, warning, critical)
+        if stats is not None:
+            return stats
+        stats = Stats(0, 0, 0, 0, None)
+        for record in self.backend.scan():
+            stats.total += 1
+            if record.due is not None:
+                stats.active += 1
+                stats.late += record.due < warning
+                stats.overdue += record.due < critical
+                stats.soonest = record.due if stats.soonest is None else min(stats.soonest, record.due)
+        return stats
+
+    def due_before(self, before: float, limit: int) -> list[Record]:
+        """The records due before `before`, oldest first (a scan is ordered by due)."""
+        return list(itertools.takewhile(lambda r: r.due is not None and r.due < before, self.scan(paused=False, limit=limit)))
+
+    def soonest_other(self, job_id: str) -> float | None:
+        """The earliest due time of the other jobs: when a sleeping scheduler wakes."""
+        for record in self.scan(paused=False, limit=2):
+            if record.id != job_id:
+                return record.due
+        return None
+
+    def sample(self, count: int) -> list[Record]:
+        return list(self.scan(limit=count))
+
+    # --- writing: the only caller of a backend's writes ---------------------------------
+
+    def change(self, job_id: str, apply: Callable[[Record], Record | None], dry_run: bool = False) -> tuple[Record, Record | None]:
+        """Read, change and write one record; returns (before, after), after None when `apply`
+        left it alone. Compare-and-swap: a record changed between read and write is read again
+        and the change re-applied, until the lock deadline; then the change is refused."""
+        deadline = time.monotonic() + self.lock_seconds
+        for attempt in range(MAX_ATTEMPTS):
+            try:
+                before = self.get(job_id)
+                after = apply(before)
+                if after is None or dry_run:
+                    return before, after
+                if after.id != before.id:
+                    raise ChangeRefused(f"a change may not rename job {job_id!r}")
+                if self.backend.swap(before, after):
+                    return before, after
+            except LockTimeout as exc:
+                raise LockTimeout(f"job {job_id!r}: {exc}", whole_store=exc.whole_store) from None
+            except Conflict:
+                pass  # the database undid our step to break a deadlock: run it again
+            if time.monotonic() >= deadline:
+                break
+            _back_off(attempt)
+        raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
+
+    def remove(self, ids: Sequence[str], dry_run: bool = False) -> Removal:
+        """Remove exactly these records in one atomic step, each as it is now; ids another
+        process removed meanwhile are reported, not an error here."""
+        deadline = time.monotonic() + self.lock_seconds
+        for attempt in range(MAX_ATTEMPTS):
+            found = self.get_many(ids)
+            removal = Removal([i for i in ids if i in found], [i for i in ids if i not in found])
+            if dry_run or not found:
+                return removal
+            try:
+                if self.backend.delete([found[i] for i in removal.removed]):
+                    return removal
+            except Conflict:
+                pass
+            if time.monotonic() >= deadline:
+                break
+            _back_off(attempt)
+        raise ChangeRefused("the jobs kept changing while jobctl tried to remove them; nothing was removed")
+
+    def import_(self, records: Sequence[Record], replace: bool, dry_run: bool = False) -> Import:
+        """Insert records exactly as given, all or nothing; existing ids are refused unless
+        `replace`, and then replaced as they are now."""
+        if any(r.data is None for r in records):
+            raise UsageError("an imported job has no stored state")
+        ids = [r.id for r in records]
+        deadline = time.monotonic() + self.lock_seconds
+        for attempt in range(MAX_ATTEMPTS):
+            existing = self.get_many(ids)
+            if existing and not replace:
+                shown = ", ".join(sorted(existing)[:5]) + (" …" if len(existing) > 5 else "")
+                raise ChangeRefused(f"{len(existing)} job(s) already exist ({shown}): pass --replace to overwrite them")
+            result = Import([i for i in ids if i not in existing], [i for i in ids if i in existing])
+            if dry_run:
+                return result
+            try:
+                if self.backend.insert(records, replacing=list(existing.values())):
+                    return result
+            except Conflict:
+                pass
+            if time.monotonic() >= deadline:
+                break
+            _back_off(attempt)
+        raise ChangeRefused("the store kept changing while jobctl tried to import; nothing was imported")
+
+    def undo_create(self) -> None:
+        self.backend.undo_create()
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _back_off(attempt: int) -> None:
+    time.sleep(random.uniform(0.01, 0.05) * min(attempt + 1, 10))  # let the other writer finish
