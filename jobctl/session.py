@@ -88,10 +88,7 @@ class Session:
 
     def get(self, job_id: str) -> Record:
         """The record with exactly this id."""
-        for record in self.backend.get([job_id]):
-            if record.id == job_id:
-                return record
-        raise NoSuchJob(f"no job with id {job_id!r}")
+        return _exactly(self.backend.get([job_id]), job_id)
 
     def get_many(self, ids: Sequence[str]) -> dict[str, Record]:
         wanted = set(ids)
@@ -157,14 +154,17 @@ class Session:
         deadline = time.monotonic() + self.lock_seconds
         for attempt in range(MAX_ATTEMPTS):
             try:
-                before = self.get(job_id)
-                after = apply(before)
-                if after is None or dry_run:
-                    return before, after
-                if after.id != before.id:
-                    raise ChangeRefused(f"a change may not rename job {job_id!r}")
-                if self.backend.swap(before, after):
-                    return before, after
+                # one transaction: where the store has row locks, the record stays locked
+                # from this read to the write, so concurrent writers wait their turn
+                with self.backend.transaction() as steps:
+                    before = _exactly(steps.get([job_id], lock=not dry_run), job_id)
+                    after = apply(before)
+                    if after is None or dry_run:
+                        return before, after
+                    if after.id != before.id:
+                        raise ChangeRefused(f"a change may not rename job {job_id!r}")
+                    if steps.swap(before, after):
+                        return before, after
             except LockTimeout as exc:
                 raise LockTimeout(f"job {job_id!r}: {exc}", whole_store=exc.whole_store) from None
             except Conflict:
@@ -223,6 +223,13 @@ class Session:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _exactly(records: Iterable[Record], job_id: str) -> Record:
+    for record in records:
+        if record.id == job_id:
+            return record
+    raise NoSuchJob(f"no job with id {job_id!r}")
 
 
 def _back_off(attempt: int) -> None:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,9 +10,8 @@ from conftest import aps_load, drop_table, jobctl, server_url, write_store
 from jobctl import codec
 from jobctl.backends.base import Target
 from jobctl.backends.sql_aps3 import SqlJobTable
-from jobctl.errors import Conflict
 from jobctl.kinds.aps3 import Job
-from jobctl.session import open_session
+from jobctl.session import Session, open_session
 
 
 def test_a_row_changed_between_read_and_write_is_read_again(store_copy):
@@ -41,46 +36,6 @@ def test_a_row_changed_between_read_and_write_is_read_again(store_copy):
     assert calls == [1, 999]
     final = Job(*session.get("daily_reports"))
     assert final.state["misfire_grace_time"] == 999 and final.next_run_time is None and final.next_run_timestamp is None
-
-
-def jobctl_process(url: str, table: str, *args: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
-    env.update({"PYTHONPATH": "", "TZ": "UTC"})
-    return subprocess.Popen([sys.executable, "-m", "jobctl", "--url", url, "--table", table, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def run_many_at_once(url: str, table: str) -> None:
-    processes = [jobctl_process(url, table, "reschedule", f"bulk_{n:07d}", "--interval", f"{n + 1}m") for n in range(20)]
-    processes += [jobctl_process(url, table, "run", "daily_reports") for _ in range(8)]
-    processes += [jobctl_process(url, table, verb, "inventory_sync") for verb in ("pause", "resume") * 4]
-    for process in processes:
-        out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, (process.args, out, err)
-
-    loaded = aps_load(url, "current", "--table", table)["by_id"]
-    for n in range(20):  # no change lost
-        minutes = n + 1
-        expected = f"interval[{minutes // 60}:{minutes % 60:02d}:00]"
-        assert loaded[f"bulk_{n:07d}"]["trigger"] == expected
-    assert loaded["daily_reports"]["next_run_time"] is not None
-    assert re.match(r"interval\[4:00:00\]", loaded["inventory_sync"]["trigger"])
-
-
-def test_many_jobctl_processes_on_sqlite(tmp_path):
-    url = f"sqlite:///{tmp_path / 'busy.sqlite'}"
-    write_store(url, "current", "--extra", "20")
-    run_many_at_once(url, "apscheduler_jobs")
-
-
-@pytest.mark.postgres
-def test_many_jobctl_processes_on_postgresql(table_name):
-    url = server_url("JOBCTL_TEST_POSTGRES_URL")
-    write_store(url, "current", "--table", table_name, "--extra", "20")
-    try:
-        run_many_at_once(url, table_name)
-    finally:
-        drop_table(url, table_name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
@@ -171,7 +126,7 @@ def test_a_locked_table_makes_reads_give_up_in_time_not_hang(any_store):
 @pytest.mark.postgres
 def test_a_deadlock_the_database_breaks_is_run_again(table_name):
     """PostgreSQL aborts one side of a deadlock; when that is jobctl's transaction, it changed
-    nothing and is run again, as the database asks, instead of failing the command."""
+    nothing and the session runs it again, as the database asks, instead of failing the command."""
     import threading
 
     import sqlalchemy
@@ -190,28 +145,34 @@ def test_a_deadlock_the_database_breaks_is_run_again(table_name):
         other.execute(sqlalchemy.text(lock.format(t=table_name, i="daily_reports")))
         other_transaction.rollback()
 
-    def work(connection) -> str:
-        attempts.append(len(attempts) + 1)
-        connection.execute(sqlalchemy.text("SET LOCAL deadlock_timeout = '100ms'"))
-        connection.execute(sqlalchemy.text(lock.format(t=table_name, i="daily_reports")))
-        if len(attempts) == 1:
-            threads.append(threading.Thread(target=other_waits_for_daily_reports_then_lets_go))
-            threads[0].start()
-            time.sleep(0.5)  # the other session now waits for our row, and we are about to wait for its
-        connection.execute(sqlalchemy.text(lock.format(t=table_name, i="inventory_sync")))
-        return "done"
+    class DeadlockOnce(SqlJobTable):
+        """The real backend, whose locked read of daily_reports also takes inventory_sync in
+        the same transaction: the first time, the other session holds it and waits for ours."""
 
-    backend = SqlJobTable(Target(url, table_name), write=True)
+        def get(self, ids, lock=False):
+            records = super().get(ids, lock)
+            if lock:
+                attempts.append(len(attempts) + 1)
+                self.connection.execute(sqlalchemy.text("SET LOCAL deadlock_timeout = '100ms'"))
+                if len(attempts) == 1:
+                    threads.append(threading.Thread(target=other_waits_for_daily_reports_then_lets_go))
+                    threads[0].start()
+                    time.sleep(0.5)  # the other session now waits for our row, and we are about to wait for its
+                self.connection.execute(sqlalchemy.text(lock_sql.format(t=table_name, i="inventory_sync")))
+            return records
+
+    lock_sql = lock
+    backend = DeadlockOnce(Target(url, table_name), write=True)
+    session = Session(backend, lock_seconds=10)
     try:
-        # one attempt meets the deadlock and changes nothing; the session's loop runs it again
-        with pytest.raises(Conflict):
-            backend._run(work, writes=True)
-        assert backend._run(work, writes=True) == "done"
-        assert attempts == [1, 2]
+        before, after = session.change("daily_reports", lambda record: Job(*record).changed(next_run_time=None))
+        assert attempts == [1, 2], "the attempt the database aborted ran again"
+        assert after is not None and after.due is None
+        assert Job(*session.get("daily_reports")).next_run_time is None
     finally:
         for thread in threads:
             thread.join(timeout=30)
         other.close()
         engine.dispose()
-        backend.close()
+        session.close()
         drop_table(url, table_name)

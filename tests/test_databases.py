@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from conftest import aps_load, drop_table, jobctl, server_url, write_store
+from conftest import drop_table, jobctl, server_url, write_store
 
 SERVERS = {
     "postgresql": "JOBCTL_TEST_POSTGRES_URL",
@@ -32,28 +32,6 @@ def server_store(request, table_name):
     write_store(url, "current", "--table", table_name)
     yield url, table_name
     drop_table(url, table_name)
-
-
-def test_read_and_change_on_a_server(server_store):
-    url, table = server_store
-    before = raw_rows(url, table)
-    listed = jobctl("--url", url, "--table", table, "list", "-o", "json")
-    assert listed.returncode == 0, listed.stderr
-    assert {j["id"] for j in json.loads(listed.stdout)} == set(before)
-    shown = jobctl("show", "rapport_quotidien_été", "--url", url, "--table", table, "-o", "json")
-    assert json.loads(shown.stdout)["name"] == "Rapport quotidien — été"
-    assert raw_rows(url, table) == before, "reading changed the store"
-
-    for args in (["pause", "daily_reports"], ["reschedule", "weekday_digest", "--cron", "0 7 * * 1-5"],
-                 ["run", "inventory_sync"], ["remove", "one_off", "--yes"]):
-        result = jobctl("--url", url, "--table", table, *args)
-        assert result.returncode == 0, result.stderr
-    after = raw_rows(url, table)
-    assert {k for k in before if before[k] != after.get(k)} == {"daily_reports", "weekday_digest", "inventory_sync", "one_off"}
-    loaded = aps_load(url, "current", "--table", table)["by_id"]
-    assert loaded["daily_reports"]["next_run_time"] is None
-    assert "day_of_week='mon-fri'" in loaded["weekday_digest"]["trigger"]
-    assert "one_off" not in loaded
 
 
 def test_bare_dialect_names_pick_the_installed_driver(server_store):

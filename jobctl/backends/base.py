@@ -21,6 +21,7 @@ Where each rule lives:
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -93,9 +94,19 @@ class Backend(ABC):
         """Every id (or those the `hint` globs may match, as in `scan`), in order."""
 
     @abstractmethod
-    def get(self, ids: Sequence[str]) -> list[Record]:
+    def get(self, ids: Sequence[str], lock: bool = False) -> list[Record]:
         """The records with these ids, as stored. A store that compares ids loosely (a
-        case-insensitive collation) may return others too; the caller compares exactly."""
+        case-insensitive collation) may return others too; the caller compares exactly.
+        `lock`, inside `transaction()`: hold these records' locks until it ends, where the
+        store has row locks (SELECT ... FOR UPDATE)."""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Backend]:
+        """A read-modify-write as one unit: what this yields is the backend, its steps taken
+        in one transaction where the store has them, so a locked `get` makes a concurrent
+        writer wait rather than race. By default each step stands alone (and the conditional
+        writes still compare)."""
+        yield self
 
     @abstractmethod
     def swap(self, old: Record, new: Record) -> bool:

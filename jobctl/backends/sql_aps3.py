@@ -8,6 +8,8 @@ so a row another process changed in between is left alone and the write reports 
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import importlib.util
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +41,7 @@ class SqlJobTable(Backend):
         self.create = create
         self.lock_seconds = lock_seconds
         self.sqlite: SqliteFile | None = None
+        self.connection: Any = None  # inside transaction(): every step runs on it
         self.engine = self._engine(target.url)
         self.name = self.engine.dialect.name
         self.whole_store_lock = self.name == "sqlite"
@@ -126,6 +129,8 @@ class SqlJobTable(Backend):
         """
         from sqlalchemy.exc import DBAPIError, IntegrityError
 
+        if self.connection is not None:  # a step of transaction(), which handles errors
+            return work(self.connection)
         try:
             with self.engine.begin() as connection:
                 result = work(connection)
@@ -140,6 +145,23 @@ class SqlJobTable(Backend):
         if self.sqlite:
             self.sqlite.check_stable()
         return result
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqlJobTable]:
+        from sqlalchemy.exc import DBAPIError
+
+        if self.connection is not None:
+            yield self
+            return
+        try:
+            with self.engine.begin() as connection:
+                steps = copy.copy(self)
+                steps.connection = connection
+                yield steps
+        except DBAPIError as exc:
+            raise self._error(exc, "database error on", writes=True) from None
+        if self.sqlite:
+            self.sqlite.check_stable()
 
     def _error(self, exc: Any, doing: str, writes: bool = False) -> JobctlError:
         """A database error as one line: a lock waited out (see _bound_lock_waits), a deadlock
@@ -229,11 +251,13 @@ class SqlJobTable(Backend):
         if self.sqlite:
             self.sqlite.check_stable()
 
-    def get(self, ids: Sequence[str]) -> list[Record]:
+    def get(self, ids: Sequence[str], lock: bool = False) -> list[Record]:
         c = self.jobs.c
         found: list[Record] = []
         for chunk in _chunks(list(ids)):
             query = self._select().where(c.id.in_(chunk))
+            if lock and self.connection is not None and self.name in ("postgresql", "mysql", "mariadb"):
+                query = query.with_for_update()
             found += [Record(r[0], r[1], bytes(r[2])) for r in self._run(lambda conn, q=query: conn.execute(q).all())]
         return found
 
