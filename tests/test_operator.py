@@ -6,6 +6,10 @@ import csv
 import datetime as dt
 import io
 import json
+import os
+import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -33,6 +37,24 @@ def test_completion_of_commands_options_and_job_ids(store_copy):
     assert complete("fish", f"jobctl list --url={url} j", "j") == ["jittery_sync"]
     assert complete("bash", "jobctl resume pa", 2, env={"JOBCTL_URL": url}) == ["paused_sync"]
     assert complete("bash", "jobctl --url sqlite:////nonexistent.sqlite show d", 4) == []  # silent
+
+
+def test_completion_command_prints_a_script_each_shell_runs(store_copy):
+    _, url = store_copy()
+    for shell, marker in (("bash", "complete -o nosort -F _jobctl_completion jobctl"),
+                          ("zsh", "#compdef jobctl"), ("fish", "complete --no-files --command jobctl")):
+        result = jobctl("completion", shell)
+        assert result.returncode == 0 and marker in result.stdout, (shell, result.stdout)
+    assert jobctl("completion", "tcsh").returncode == 2
+    if shutil.which("bash") is None:
+        pytest.skip("no bash to run the script")
+    # bash sources the script and completes job ids through the jobctl on PATH
+    script = jobctl("completion", "bash").stdout
+    probe = f'{script}\nCOMP_WORDS=(jobctl --url "{url}" show da); COMP_CWORD=4; _jobctl_completion jobctl; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    bin_dir = os.path.dirname(sys.executable)
+    environment = {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    completed = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env=environment, timeout=60)
+    assert completed.stdout.split() == ["daily_reports"], completed.stderr
 
 
 # --- named stores --------------------------------------------------------------------------------

@@ -182,3 +182,23 @@ def test_ids_with_control_characters_cannot_reach_the_terminal_or_break_lines(tm
     assert shown.returncode == 0 and "\x1b" not in shown.stdout and "id:" in shown.stdout and "esc\\x1b[31mred" in shown.stdout
     ids = [job["id"] for job in json.loads(jobctl("--url", url, "list", "-o", "json").stdout)]
     assert sorted(ids) == sorted(["esc\x1b[31mred", "two\nlines", "tab\there", long_id])  # JSON keeps them exact
+
+
+def test_wide_characters_line_up_in_terminal_cells(tmp_path):
+    """A job id in Chinese or with emoji takes two cells a character: the columns after it
+    start in the same cell on every line, and a cut id still fits its column."""
+    from wcwidth import wcswidth
+
+    url = f"sqlite:///{tmp_path / 'wide.sqlite'}"
+    ids = ["日报_每日", "rocket_🚀_launch", "plain_ascii_id", "報告" * 30]
+    add_jobs(url, *(f"{job_id}:3600:{tmp_path}/m{n}" for n, job_id in enumerate(ids)))
+    for columns in ("200", "80"):
+        table = jobctl("--url", url, "list", env={"COLUMNS": columns, "NO_COLOR": "1"})
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        starts = set()
+        for line in lines:
+            at = line.index("every hour") if "every hour" in line else line.index("SCHEDULE")
+            starts.add(wcswidth(line[:at]))  # the cell SCHEDULE starts in
+        assert len(starts) == 1, (columns, table.stdout)
+        assert max(wcswidth(line) for line in lines) <= int(columns)

@@ -455,6 +455,23 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
     click.echo(f"{prefix} {done.count} job(s): {len(done.result.added)} added, {len(done.result.replaced)} replaced")
 
 
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script for SHELL (commands, options and job ids).
+
+    \b
+      eval "$(jobctl completion bash)"              # in ~/.bashrc
+      eval "$(jobctl completion zsh)"               # in ~/.zshrc
+      jobctl completion fish > ~/.config/fish/completions/jobctl.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    completion_class = get_completion_class(shell)
+    assert completion_class is not None  # the choice above names only shells Click knows
+    click.echo(completion_class(cli, {}, "jobctl", "_JOBCTL_COMPLETE").source())
+
+
 # --- health and demo -------------------------------------------------------------------------
 
 

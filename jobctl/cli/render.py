@@ -41,8 +41,29 @@ def printable(text: str) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def cells(text: str) -> int:
+    """How many terminal cells `text` takes: 2 for each wide character (日本, most emoji), 0
+    for combining marks. tabulate counts the same way once wcwidth is installed."""
+    from wcwidth import wcswidth, wcwidth
+
+    width = wcswidth(text)
+    return width if width >= 0 else sum(max(wcwidth(ch), 0) for ch in text)
+
+
 def _cut(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: max(width - 1, 1)] + "…"
+    """`text` in at most `width` cells, ending in … when cut."""
+    if cells(text) <= width:
+        return text
+    from wcwidth import wcwidth
+
+    kept, used = [], 0
+    for ch in text:
+        size = max(wcwidth(ch), 0)
+        if used + size > max(width - 1, 1):
+            break
+        kept.append(ch)
+        used += size
+    return "".join(kept) + "…"
 
 
 LIST_COLUMNS = ["ID", "SCHEDULE", "NEXT RUN", "LEFT", "STATE", "NAME"]
@@ -55,7 +76,7 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
     from tabulate import tabulate
 
     width = width or shutil.get_terminal_size((100, 24)).columns
-    cells = [
+    table_cells = [
         {
             "ID": printable(r["id"]),
             "SCHEDULE": printable(r["trigger"]),
@@ -67,7 +88,7 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
         for r in rows
     ]
     columns = list(LIST_COLUMNS)
-    widths = {c: max([len(c)] + [len(row[c]) for row in cells]) for c in columns}
+    widths = {c: max([len(c)] + [cells(row[c]) for row in table_cells]) for c in columns}
 
     def total() -> int:
         return sum(widths[c] for c in columns) + 2 * (len(columns) - 1)
@@ -79,7 +100,7 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
             columns.remove(column)
         else:
             widths[column] = max(min(floor, widths[column]), widths[column] - (total() - width))
-    table = [[_cut(row[c], widths[c]) for c in columns] for row in cells]
+    table = [[_cut(row[c], widths[c]) for c in columns] for row in table_cells]
     state = columns.index("STATE")
     for line in table:
         line[state] = _color(line[state], line[state], color)
@@ -179,5 +200,5 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
 
 
 def _aligned(lines: list[tuple[str, Any]]) -> str:
-    width = max(len(k) for k, _ in lines)
+    width = max(cells(k) for k, _ in lines)
     return "\n".join(f"{k + ':' if k else '':<{width + 1}} {printable(str(v))}".rstrip() for k, v in lines)
