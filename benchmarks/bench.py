@@ -1,4 +1,4 @@
-"""Benchmark jobctl against the floors the SPEC's "Speed and size" section compares it with.
+"""Benchmark jobctl against the baselines its performance targets (README: Performance) name.
 
 Run from the repository root (stores are built on first use, then reused):
 

@@ -64,9 +64,9 @@ See \\fBjobctl config\\fR.
 Commands, options and job ids (read from the configured store) complete in bash, zsh and fish:
 .PP
 .nf
-eval "$(_JOBCTL_COMPLETE=bash_source jobctl)"    # ~/.bashrc
-eval "$(_JOBCTL_COMPLETE=zsh_source jobctl)"     # ~/.zshrc
-_JOBCTL_COMPLETE=fish_source jobctl | source     # ~/.config/fish/completions/jobctl.fish
+eval "$(jobctl completion bash)"                              # ~/.bashrc
+eval "$(jobctl completion zsh)"                               # ~/.zshrc
+jobctl completion fish > ~/.config/fish/completions/jobctl.fish
 .fi
 """
 

@@ -1,4 +1,4 @@
-"""Bad input and broken stores: one line on stderr, the SPEC's exit code, nothing created or changed."""
+"""Bad input and broken stores: one line on stderr, the documented exit code (docs/contract.md), nothing created or changed."""
 
 from __future__ import annotations
 
