@@ -19,9 +19,9 @@ def safe_repr(value: Any, limit: int = 200, depth: int = 4, items: int = 10) -> 
 
 def _repr(value: Any, depth: int, items: int, active: set[int]) -> str:
     if isinstance(value, (str, bytes, bytearray)):
-        shown = value[:120]
+        head = value[:120]
         more = f"…(+{len(value) - 120})" if len(value) > 120 else ""
-        return repr(shown) + more
+        return repr(head) + more
     if value is None or isinstance(value, (bool, int, float, complex)):
         return repr(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):

@@ -21,7 +21,7 @@ import io
 import pickle
 import re
 import zoneinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.codec.standins import (
     _NOSTATE,
@@ -34,6 +34,9 @@ from jobctl.codec.standins import (
 from jobctl.codec.zones import ShimZone
 from jobctl.errors import ChangeRefused, UnreadableState
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -42,7 +45,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 def _pytz_p(zone: Any, utcoffset: Any = None, dstoffset: Any = None, tzname: Any = None):
     import pytz
-    from pytz.tzinfo import unpickler
+    from pytz.tzinfo import unpickler  # type: ignore[attr-defined]  # in pytz, not in types-pytz
 
     if not isinstance(zone, str) or zone not in pytz.all_timezones_set:
         raise UnreadableState(f"unknown pytz time zone {zone!r}")
@@ -156,6 +159,8 @@ class Allowed:
     """
 
     __slots__ = ("_call", "ref")
+    _call: Callable[..., Any]
+    ref: tuple[str, str]
 
     def __init__(self, ref: tuple[str, str], call: Any) -> None:
         object.__setattr__(self, "_call", call)
@@ -223,7 +228,7 @@ class SafeUnpickler(pickle.Unpickler):
         super().__init__(file)
         # The C unpickler looks find_class up on the instance for every global: the cached
         # function answers repeated globals without running Python code.
-        self.find_class = resolve_global
+        self.find_class = resolve_global  # type: ignore[method-assign]  # shadows the method on purpose
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnreadableState("persistent ids are not job state")
@@ -255,13 +260,41 @@ def protocol_of(data: bytes) -> int:
     return 0
 
 
-class _Pickler(pickle._Pickler):  # the Python pickler: its save_global can be overridden
+if TYPE_CHECKING:
+
+    class _PythonPickler(pickle._Pickler):
+        """The pure-Python pickler's undocumented API that _Pickler uses; typeshed leaves it out."""
+
+        proto: int
+        memo: dict[int, tuple[int, Any]]
+        write: Callable[[bytes], Any]
+
+        def save(self, obj: Any, save_persistent_id: bool = True) -> None: ...
+        def save_global(self, obj: Any, name: str | None = None) -> None: ...
+        def save_reduce(
+            self,
+            func: Callable[..., Any],
+            args: tuple[Any, ...],
+            state: Any = None,
+            listitems: Iterator[Any] | None = None,
+            dictitems: Iterator[tuple[Any, Any]] | None = None,
+            state_setter: Callable[..., Any] | None = None,
+            *,
+            obj: Any = None,
+        ) -> None: ...
+        def memoize(self, obj: Any) -> None: ...
+
+else:
+    _PythonPickler = pickle._Pickler
+
+
+class _Pickler(_PythonPickler):  # the Python pickler: its save_global can be overridden
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, StateRecord):
             state = dict(vars(obj))
             if self.proto >= 2:
-                return copyreg.__newobj__, (type(obj),), state
-            return copyreg._reconstructor, (type(obj), object, None), state
+                return copyreg.__newobj__, (type(obj),), state  # type: ignore[attr-defined]  # private, not in typeshed
+            return copyreg._reconstructor, (type(obj), object, None), state  # type: ignore[attr-defined]  # private, not in typeshed
         if isinstance(obj, StandIn):
             return _stand_in_reduce(obj, self.proto)
         if isinstance(obj, ShimZone):
@@ -314,12 +347,12 @@ def _stand_in_reduce(obj: StandIn, proto: int) -> tuple:
     cls = type(obj)
     if obj._how == "reconstructor" or (obj._how == "new" and proto < 2):
         base, base_state = obj._args if obj._how == "reconstructor" else (object, None)
-        func, args = copyreg._reconstructor, (cls, base, base_state)
+        func, args = copyreg._reconstructor, (cls, base, base_state)  # type: ignore[attr-defined]  # private, not in typeshed
     elif obj._how == "new":
         if obj._kwargs:
-            func, args = copyreg.__newobj_ex__, (cls, obj._args, obj._kwargs)
+            func, args = copyreg.__newobj_ex__, (cls, obj._args, obj._kwargs)  # type: ignore[attr-defined]  # private, not in typeshed
         else:
-            func, args = copyreg.__newobj__, (cls, *obj._args)
+            func, args = copyreg.__newobj__, (cls, *obj._args)  # type: ignore[attr-defined]  # private, not in typeshed
     else:
         func, args = cls, obj._args
     return func, args, state, listitems, dictitems

@@ -7,9 +7,12 @@ shown and written back exactly.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.errors import UnreadableState
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard  # typing.TypeGuard is Python 3.10+
 
 _NOSTATE = object()  # a stand-in that was never given state by BUILD
 
@@ -30,6 +33,12 @@ class StandIn(metaclass=_Sealed):
     """
 
     __slots__ = ("_how", "_args", "_kwargs", "_state", "_listitems", "_dictitems")
+    _how: str  # "new", "call" or "reconstructor"
+    _args: tuple[Any, ...]
+    _kwargs: dict[str, Any]
+    _state: Any  # _NOSTATE until BUILD gives it state
+    _listitems: list[Any]
+    _dictitems: list[tuple[Any, Any]]
     __stand_in_ref__: tuple[str, str] = ("", "")
 
     def __new__(cls, *args: Any, **kwargs: Any) -> StandIn:
@@ -87,13 +96,13 @@ class StateRecord(metaclass=_Sealed):
         return f"<record {global_name(type(self))} {vars(self)!r}>"
 
 
-def global_name(cls: type) -> str:
+def global_name(cls: type[StandIn] | type[StateRecord]) -> str:
     """'module.name' of a stand-in class (what the pickle referenced)."""
     module, name = cls.__stand_in_ref__
     return f"{module}.{name}"
 
 
-def is_stand_in(obj: Any) -> bool:
+def is_stand_in(obj: Any) -> TypeGuard[StandIn | StateRecord]:
     return isinstance(obj, (StandIn, StateRecord))
 
 
