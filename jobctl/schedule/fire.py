@@ -7,18 +7,18 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
-from jobctl.codec import RECORD_CLASSES, StateRecord, is_stand_in, ref_of, stand_in_class
+from jobctl.codec import RECORD_CLASSES, StateRecord, global_name, is_stand_in, ref_of, stand_in_class
 from jobctl.codec.zones import in_family
 from jobctl.schedule.words import _CRON, _EXPRESSIONS, _FIELDS, KINDS, state_of, trigger_type
 
 # --- real trigger objects ----------------------------------------------------------------
 
-_REAL_CLASSES: dict[tuple[str, str], type] = {}
+_REAL_CLASSES: dict[tuple[str, str], type[object]] = {}
 
 
-def _real_class(ref: tuple[str, str]) -> type:
+def _real_class(ref: tuple[str, str]) -> type[object]:
     """APScheduler's class for an allow-listed (module, name); nothing else is imported."""
     if not _REAL_CLASSES:
         from apscheduler.triggers import combining, cron, date, interval
@@ -52,7 +52,7 @@ def realize(trigger: Any) -> Any:
 
 def _realize_trigger(ref: tuple[str, str], state: dict) -> Any:
     cls = _real_class(ref)
-    obj = cls.__new__(cls)
+    obj: Any = cls.__new__(cls)  # an APScheduler trigger, which has no type hints
     if KINDS.get(ref) in ("and", "or"):
         # BaseCombiningTrigger.__setstate__ imports whatever its refs name: never call it.
         obj.jitter = state.get("jitter")
@@ -67,12 +67,12 @@ def _realize_trigger(ref: tuple[str, str], state: dict) -> Any:
 
 def _realize_value(value: Any) -> Any:
     if isinstance(value, StateRecord):
-        ref = ref_of(value)
+        ref = type(value).__stand_in_ref__
         obj = _real_class(ref).__new__(_real_class(ref))
         obj.__dict__.update(_realize_value(vars(value)))
         return obj
     if is_stand_in(value):
-        raise ValueError(f"trigger state holds an unknown object {ref_of(value)[0]}.{ref_of(value)[1]}")
+        raise ValueError(f"trigger state holds an unknown object {global_name(type(value))}")
     if isinstance(value, dict):
         return {k: _realize_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -106,9 +106,10 @@ def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime)
             times = [next_fire_time(sub, None, now) for sub in trigger.triggers]
             if None in times:
                 return None
-            if min(times) == max(times):
-                return times[0]
-            now = max(times)
+            found = cast("list[dt.datetime]", times)  # None is not in it
+            if min(found) == max(found):
+                return found[0]
+            now = max(found)
         raise ValueError("its combined triggers never agree on a fire time")
     return trigger.get_next_fire_time(previous, now)
 
@@ -150,7 +151,7 @@ def to_record(value: Any, like: Any = None) -> Any:
     """
     module, name = type(value).__module__, type(value).__qualname__
     if (module, name) in KINDS or module.startswith("apscheduler.triggers.cron."):
-        record = object.__new__(stand_in_class(module, name))
+        record: object = object.__new__(stand_in_class(module, name))
         state = value.__getstate__() if (module, name) in KINDS else dict(vars(value))
         record.__dict__.update(to_record(state, like))
         return record

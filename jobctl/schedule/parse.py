@@ -35,9 +35,8 @@ def _crontab_days(text: str) -> str:
             first, last = 0, 6
         else:
             lo, _, hi = base.partition("-")
-            first, last = _crontab_day(lo), _crontab_day(hi) if hi else None
-            if last is None:
-                last = 6 if step else first
+            first = _crontab_day(lo)
+            last = _crontab_day(hi) if hi else (6 if step else first)
             if last == 0 and hi and hi.strip() in ("7", "sun") and first > 0:
                 last = 7
             if first > last:
