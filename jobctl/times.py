@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from typing import cast
 
 from jobctl.codec.zones import make_zone
 
@@ -14,7 +15,8 @@ def local_zone() -> dt.tzinfo:
 
         return tzlocal.get_localzone()
     except Exception:  # noqa: BLE001 - a broken local zone setting falls back to the offset
-        return dt.datetime.now().astimezone().tzinfo
+        # astimezone() with no argument always attaches the machine's fixed-offset zone
+        return cast(dt.tzinfo, dt.datetime.now().astimezone().tzinfo)
 
 
 def display_zone(name: str | None) -> dt.tzinfo:

@@ -30,7 +30,8 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict)  # option, environment or default
 
 
-_SOURCE_NAMES = {click.core.ParameterSource.COMMANDLINE: "option", click.core.ParameterSource.ENVIRONMENT: "environment"}
+# get_parameter_source answers None for a parameter it has no value for: that is a default
+_SOURCE_NAMES: dict[click.core.ParameterSource | None, str] = {click.core.ParameterSource.COMMANDLINE: "option", click.core.ParameterSource.ENVIRONMENT: "environment"}
 
 
 def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

@@ -203,7 +203,7 @@ def job_summary(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
 def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict[str, Any]:
     """Everything `show` prints: the summary plus the rest of the job and its next fire times."""
     detail = job_summary(job, at, tz)
-    if not job.readable:
+    if job.state is None:  # unreadable
         detail["upcoming"] = []
         return detail
     try:

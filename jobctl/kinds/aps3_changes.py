@@ -150,6 +150,7 @@ class Reschedule(Change):
             return parse.cron_trigger(self.cron, tz)
         if self.interval:
             return parse.interval_trigger(parse_duration(self.interval), tz)
+        assert self.at is not None, "Reschedule needs one of cron, interval or at"  # the CLI requires one
         return parse.date_trigger(parse_time(self.at, tz), tz)
 
     def apply(self, job: Job, at: dt.datetime) -> Record | None:
