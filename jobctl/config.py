@@ -18,6 +18,7 @@ a store named with --store or JOBCTL_STORE beats JOBCTL_URL/TABLE/SCHEMA in the 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,9 +63,9 @@ def load(path: Path) -> dict[str, Any]:
         if explicit or not isinstance(exc, PermissionError):
             raise UsageError(f"cannot read config file {path}: {exc.strerror}") from None
         return {}
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python < 3.11
+    else:  # Python < 3.11
         import tomli as tomllib
     try:
         data = tomllib.loads(raw.decode("utf-8"))
