@@ -258,7 +258,11 @@ class SqlJobTable(Backend):
             query = self._select().where(c.id.in_(chunk))
             if lock and self.connection is not None and self.name in ("postgresql", "mysql", "mariadb"):
                 query = query.with_for_update()
-            found += [Record(r[0], r[1], bytes(r[2])) for r in self._run(lambda conn, q=query: conn.execute(q).all())]
+
+            def fetch(conn: Any, q: Any = query) -> Any:
+                return conn.execute(q).all()
+
+            found += [Record(r[0], r[1], bytes(r[2])) for r in self._run(fetch)]
         return found
 
     def stats(self, now: float, warning: float, critical: float) -> Stats:
