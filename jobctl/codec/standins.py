@@ -7,12 +7,9 @@ shown and written back exactly.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeGuard
 
 from jobctl.errors import UnreadableState
-
-if TYPE_CHECKING:
-    from typing_extensions import TypeGuard  # typing.TypeGuard is Python 3.10+
 
 _NOSTATE = object()  # a stand-in that was never given state by BUILD
 
