@@ -160,7 +160,7 @@ def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None 
     session = open_session(target)
     backend = session.backend
     source = {"dialect": backend.name, "table": target.table, "schema": target.schema}
-    return transfer.export_lines((Job(*r) for r in session.scan(patterns)), at or _now(), tz, source)
+    return transfer.export_lines((Job(*r) for r in session.scan(patterns, by_id=True)), at or _now(), tz, source)
 
 
 @dataclass

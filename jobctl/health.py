@@ -60,7 +60,7 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         report.next_jobs = [Job(*r) for r in session.scan(paused=False, limit=next_count)] if next_count else []
         report.late_jobs = [Job(*r) for r in session.due_before(warning_ts, SHOWN)] if stats.late else []
         if stats.total <= SCAN_LIMIT:
-            unreadable = [job for job in (Job(*r) for r in session.scan()) if not job.readable]
+            unreadable = [job for job in (Job(*r) for r in session.scan(by_id=True)) if not job.readable]
         else:
             report.unreadable_scanned = False
             shown = {job.id: job for job in report.next_jobs + report.late_jobs}

@@ -28,6 +28,8 @@ from jobctl.errors import ChangeRefused, Conflict, LockTimeout, NoSuchJob, Usage
 LOCK_TIMEOUT = 10  # seconds to wait for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
 MAX_LOCK_TIMEOUT = 86400
 MAX_ATTEMPTS = 50  # compare-and-swap attempts within the deadline
+PAGE = 1000  # records a read step takes: milliseconds of a lock on SQLite
+MAX_PAGE = 64000
 _GLOB_CHARS = set("*?[")
 
 
@@ -76,15 +78,45 @@ class Session:
 
     # --- reading ---------------------------------------------------------------------
 
-    def scan(self, patterns: Sequence[str] = (), paused: bool | None = None, limit: int | None = None) -> Iterator[Record]:
-        """Records whose id matches a pattern (every record without one): due ones soonest
-        first, then paused ones. `paused` True gives only paused ones, False only due ones;
-        at most `limit`."""
+    def scan(self, patterns: Sequence[str] = (), paused: bool | None = None, limit: int | None = None, by_id: bool = False) -> Iterator[Record]:
+        """Records whose id matches a pattern (every record without one), at most `limit`:
+        due ones soonest first, then paused ones (or all by id, `by_id`). `paused` True gives
+        only paused ones, False only due ones.
+
+        Read in pages, each one short read (never a transaction held while the caller works:
+        a long read would lock a SQLite store's writers out). So a long listing is not one
+        snapshot: each page is consistent in itself, and a job a scheduler moves while jobctl
+        reads may show in two places or none. By id (export), a job present throughout shows
+        exactly once.
+        """
         patterns = list(patterns)
-        if not patterns:
-            return self.backend.scan(paused, limit=limit)
-        records = self.backend.scan(paused, patterns)  # a hint: matched exactly here
-        return itertools.islice((r for r in records if any(matches(r.id, p) for p in patterns)), limit)
+        if by_id:
+            orders = ["id"]
+        else:
+            orders = [o for o, wanted in (("due", paused is not True), ("paused", paused is not False)) if wanted]
+        records: Iterator[Record] = itertools.chain.from_iterable(self._pages(order, patterns) for order in orders)
+        if patterns:
+            records = (r for r in records if any(matches(r.id, p) for p in patterns))
+        if by_id and paused is not None:
+            records = (r for r in records if (r.due is None) == paused)
+        return itertools.islice(records, limit)
+
+    def _pages(self, order: str, hint: Sequence[str]) -> Iterator[Record]:
+        after: tuple | None = None
+        size = PAGE
+        while True:
+            page = self.backend.page(order, after, size, hint)
+            yield from page
+            if len(page) < size:
+                return
+            last = page[-1]
+            after = (last.due, last.id) if order == "due" else (last.id,)
+            if order == "due" and page[0].due == last.due:
+                # a page all of one due time: the next read sorts that whole tie by id again,
+                # so read more at a time while it lasts
+                size = min(size * 2, MAX_PAGE)
+            else:
+                size = PAGE
 
     def get(self, job_id: str) -> Record:
         """The record with exactly this id."""
@@ -122,7 +154,7 @@ class Session:
         if stats is not None:
             return stats
         stats = Stats(0, 0, 0, 0, None)
-        for record in self.backend.scan():
+        for record in self.scan(by_id=True):
             stats.total += 1
             if record.due is not None:
                 stats.active += 1

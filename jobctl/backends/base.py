@@ -81,13 +81,14 @@ class Backend(ABC):
     created = False  # opened with create=True, and it made the store
 
     @abstractmethod
-    def scan(self, paused: bool | None = None, hint: Sequence[str] = (), limit: int | None = None) -> Iterator[Record]:
-        """Every record: due ones by (due, id), then paused ones by id.
-
-        `paused` True gives only paused records, False only due ones. `hint` holds id globs the
-        caller will filter by exactly; a backend may use it to read less, and may return records
-        that do not match, but never leaves out one that does. `limit`: at most this many.
-        """
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> list[Record]:
+        """At most `size` records following the key `after` (None: from the start), read in
+        one short step. `order` is "due" (records with a due value, by (due, id); key
+        (due, id)), "paused" (records without one, by id; key (id,)) or "id" (every record, by
+        id; key (id,)). `hint` holds id globs the caller filters by exactly; a backend may use
+        it to read less, and may return records that do not match, never leave out one that
+        does. Ids are ordered and compared by the store's own rules (a collation): ids unique
+        under those rules never tie, so a key never skips a record."""
 
     @abstractmethod
     def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:

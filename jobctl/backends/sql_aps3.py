@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -205,27 +204,28 @@ class SqlJobTable(Backend):
                 clauses.append(self.jobs.c.id.like(_like(pattern), escape="\\"))
         return or_(*clauses)
 
-    def scan(self, paused: bool | None = None, hint: Sequence[str] = (), limit: int | None = None) -> Iterator[Record]:
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> list[Record]:
+        from sqlalchemy import and_, or_
+
         c = self.jobs.c
+        query = self._select()
+        if order == "due":
+            query = query.where(c.next_run_time.isnot(None)).order_by(c.next_run_time, c.id)
+            if after is not None:
+                due, last = after
+                # ">=" first, so the index on next_run_time bounds the scan, then the tie-break
+                query = query.where(and_(c.next_run_time >= due, or_(c.next_run_time > due, c.id > last)))
+        else:
+            if order == "paused":
+                query = query.where(c.next_run_time.is_(None))
+            query = query.order_by(c.id)
+            if after is not None:
+                query = query.where(c.id > after[0])
         where = self._hint_filter(hint)
-        queries = []
-        if paused is not True:
-            queries.append(self._select().where(c.next_run_time.isnot(None)).order_by(c.next_run_time, c.id))
-        if paused is not False:
-            queries.append(self._select().where(c.next_run_time.is_(None)).order_by(c.id))
-        for query in queries:
-            if where is not None:
-                query = query.where(where)
-            if limit is not None:
-                query = query.limit(limit)
-            count = 0
-            for row in self._stream(query):  # read to its end: the LIMIT ends it
-                count += 1
-                yield Record(row[0], row[1], bytes(row[2]))
-            if limit is not None:
-                limit -= count
-                if limit <= 0:
-                    return
+        if where is not None:
+            query = query.where(where)
+        rows = self._run(lambda conn: conn.execute(query.limit(size)).all())
+        return [Record(r[0], r[1], bytes(r[2])) for r in rows]
 
     def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:
         from sqlalchemy import select
@@ -234,22 +234,8 @@ class SqlJobTable(Backend):
         where = self._hint_filter(hint)
         if where is not None:
             query = query.where(where)
-        for (job_id,) in self._stream(query):
-            yield job_id
-
-    def _stream(self, query: Any) -> Iterator[Any]:
-        from sqlalchemy.exc import DBAPIError
-
-        try:
-            with warnings.catch_warnings(), self.engine.connect() as connection:
-                # a reader that stops early leaves MySQL's unbuffered result to be drained on close
-                warnings.filterwarnings("ignore", "Previous unbuffered result was left incomplete")
-                result = connection.execution_options(stream_results=True, yield_per=500).execute(query)
-                yield from result
-        except DBAPIError as exc:
-            raise self._error(exc, "database error on") from None
-        if self.sqlite:
-            self.sqlite.check_stable()
+        # one short read of the ids alone
+        return iter([job_id for (job_id,) in self._run(lambda conn: conn.execute(query).all())])
 
     def get(self, ids: Sequence[str], lock: bool = False) -> list[Record]:
         c = self.jobs.c
