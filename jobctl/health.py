@@ -1,5 +1,8 @@
 """`jobctl health`: a monitoring check in the Nagios plugin conventions.
 
+Its text is what a monitor reads: job ids and reasons in it have control characters escaped
+and '|' (where performance data starts) written \\x7c; `-o json` keeps the ids exact.
+
 Counts and lateness come from the store's aggregates over the due times; only the jobs shown
 are decoded, except that stores up to SCAN_LIMIT jobs are decoded whole to count unreadable ones.
 """
@@ -50,7 +53,7 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         warning_ts, critical_ts = now_ts - warning.total_seconds(), now_ts - critical.total_seconds()
         stats = session.stats(now_ts, warning_ts, critical_ts)
         report.max_lateness = max(0.0, now_ts - stats.soonest) if stats.soonest is not None else 0.0
-        counts = report.counts = {
+        counts = {  # the report gets them once all are known: a failure midway is UNKNOWN
             "total": stats.total,
             "active": stats.active,
             "paused": stats.paused,
@@ -67,6 +70,7 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
             unreadable = [job for job in shown.values() if not job.readable]
         counts["unreadable"] = len(unreadable)
         report.unreadable_jobs = unreadable[:SHOWN]
+        report.counts = counts
     except JobctlError as exc:
         report.reason = str(exc)
         return report
@@ -117,8 +121,18 @@ def perfdata(report: Report) -> str:
     )
 
 
+def monitor_text(text: str) -> str:
+    """Text as a monitor reads it: control characters escaped as everywhere a person reads
+    (jobctl.cli.render.printable), and '|' as \\x7c. In the plugin format '|' starts
+    performance data, on the first line and in the long output after it, and Nagios, Icinga
+    and the others honour no escape for it (not even \\|): a job id must not add any."""
+    from jobctl.cli.render import printable  # with the other renderers, as the CLI prints this
+
+    return printable(text).replace("|", "\\x7c")
+
+
 def summary(report: Report) -> str:
-    line = f"JOBCTL {report.status} - {report.reason}"
+    line = f"JOBCTL {report.status} - {monitor_text(report.reason)}"
     data = perfdata(report)
     return f"{line} | {data}" if data else line
 
@@ -140,9 +154,9 @@ def as_text(report: Report, tz: dt.tzinfo, detailed: bool) -> str:
         for n, job in enumerate(jobs):
             branch = "└─" if n == len(jobs) - 1 else "├─"
             if job.readable:
-                lines.append(f"{branch} {job.id}: {job.schedule}, {relative(job.next_run_time, report.at)}")
+                lines.append(f"{branch} {monitor_text(job.id)}: {monitor_text(job.schedule)}, {relative(job.next_run_time, report.at)}")
             else:
-                lines.append(f"{branch} {job.id}: unreadable: {job.error}")
+                lines.append(f"{branch} {monitor_text(job.id)}: unreadable: {monitor_text(job.error or '')}")
     return "\n".join(lines)
 
 
@@ -173,5 +187,5 @@ def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         "next": [brief(j) for j in report.next_jobs],
         "late_jobs": [brief(j) for j in report.late_jobs],
         "unreadable_jobs": [brief(j) for j in report.unreadable_jobs],
-        "reason": report.reason,
+        "reason": monitor_text(report.reason),  # as in the summary; the ids above are exact
     }

@@ -26,6 +26,7 @@ from jobctl.backends import Backend, Record, Stats, Target, open_backend
 from jobctl.errors import ChangeRefused, Conflict, LockTimeout, NoSuchJob, UsageError
 
 LOCK_TIMEOUT = 10  # seconds to wait for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
+ANSWER_TIMEOUT = 10  # seconds a server may stay silent in one step, beyond its lock wait (JOBCTL_TIMEOUT)
 MAX_LOCK_TIMEOUT = 86400
 MAX_ATTEMPTS = 50  # compare-and-swap attempts within the deadline
 PAGE = 1000  # records a read step takes: milliseconds of a lock on SQLite
@@ -43,18 +44,28 @@ def matches(job_id: str, pattern: str) -> bool:
 
 def lock_timeout() -> int:
     """Seconds to wait for another transaction's lock: $JOBCTL_LOCK_TIMEOUT or 10."""
-    value = os.environ.get("JOBCTL_LOCK_TIMEOUT", "")
+    return _seconds("JOBCTL_LOCK_TIMEOUT", LOCK_TIMEOUT)
+
+
+def _seconds(variable: str, default: int) -> int:
+    value = os.environ.get(variable, "")
     if not value:
-        return LOCK_TIMEOUT
+        return default
     if not (value.isascii() and value.isdigit() and 1 <= int(value) <= MAX_LOCK_TIMEOUT):
-        raise UsageError(f"JOBCTL_LOCK_TIMEOUT must be a whole number of seconds from 1 to {MAX_LOCK_TIMEOUT}, not {value!r}")
+        raise UsageError(f"{variable} must be a whole number of seconds from 1 to {MAX_LOCK_TIMEOUT}, not {value!r}")
     return int(value)
+
+
+def answer_timeout() -> int:
+    """Seconds a server may stay silent in one step beyond its lock wait: $JOBCTL_TIMEOUT or 10."""
+    return _seconds("JOBCTL_TIMEOUT", ANSWER_TIMEOUT)
 
 
 def open_session(target: Target, write: bool = False, create: bool = False) -> Session:
     """A session on the store `target` names; `create` only for `import --create-table`."""
     seconds = lock_timeout()  # read (and checked) once: every wait uses it
-    return Session(open_backend(target, write=write, create=create, lock_seconds=seconds), seconds)
+    backend = open_backend(target, write=write, create=create, lock_seconds=seconds, answer_seconds=answer_timeout())
+    return Session(backend, seconds)
 
 
 @dataclass

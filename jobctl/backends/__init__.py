@@ -26,14 +26,14 @@ def scheme_of(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].strip().lower()
 
 
-def open_backend(target: Target, write: bool, create: bool, lock_seconds: int) -> Backend:
+def open_backend(target: Target, write: bool, create: bool, lock_seconds: int, answer_seconds: int = 10) -> Backend:
     """Open the store `target` names. Without `create` a missing store is MissingStore and
     nothing is made; `create` is for `import --create-table` alone."""
     if not target.url:
         raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
     module_name, _, class_name = BACKENDS.get(scheme_of(target.url), FALLBACK).partition(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
-    backend: Backend = backend_class(target, write=write, create=create, lock_seconds=lock_seconds)
+    backend: Backend = backend_class(target, write=write, create=create, lock_seconds=lock_seconds, answer_seconds=answer_seconds)
     return backend
 
 

@@ -16,7 +16,8 @@ Where each rule lives:
 - write back exactly: `jobctl.kinds` builds the new record, `jobctl.codec` encodes it;
 - atomic beside running schedulers: the conditional writes here, the retry loop and the lock
   deadline in `jobctl.session`;
-- never in the way: every wait a backend makes is bounded by `lock_seconds`.
+- never in the way: a backend waits at most `lock_seconds` for another transaction's lock, and
+  at most `answer_seconds` more for a server to answer any one step (connecting included).
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import os
+import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -18,7 +21,7 @@ from jobctl.backends.base import Backend, Record, Stats, Target
 from jobctl.backends.sqlite_files import SqliteFile
 from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError
 
-CONNECT_TIMEOUT = 5  # seconds: an unreachable server fails fast
+CONNECT_TIMEOUT = 5  # seconds (or JOBCTL_TIMEOUT, if less): an unreachable server fails fast
 ID_CHUNK = 500  # ids per IN (...) list: under every database's limit on bound parameters
 _GLOB_CHARS = set("*?[")
 
@@ -34,11 +37,15 @@ _EXTRAS = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mysql"}
 class SqlJobTable(Backend):
     """An APScheduler 3 job table reached through SQLAlchemy."""
 
-    def __init__(self, target: Target, write: bool = False, create: bool = False, lock_seconds: int = 10) -> None:
+    def __init__(self, target: Target, write: bool = False, create: bool = False, lock_seconds: int = 10, answer_seconds: int = 10) -> None:
         self.target = target
         self.write = write or create
         self.create = create
         self.lock_seconds = lock_seconds
+        # the longest one step may take: its lock wait, then the server's answer
+        self.step_seconds = lock_seconds + answer_seconds
+        self.connect_seconds = min(CONNECT_TIMEOUT, answer_seconds)
+        self.cut = _Cut()
         self.sqlite: SqliteFile | None = None
         self.connection: Any = None  # inside transaction(): every step runs on it
         self.engine = self._engine(target.url)
@@ -50,6 +57,7 @@ class SqlJobTable(Backend):
 
     def _engine(self, url_text: str) -> Any:
         import sqlalchemy
+        from sqlalchemy import event
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
         from sqlalchemy.pool import NullPool
@@ -72,7 +80,13 @@ class SqlJobTable(Backend):
                 if importlib.util.find_spec(module) is not None:
                     url = url.set(drivername=f"{url.drivername}+{driver}")
                     break
-        connect_args = {"connect_timeout": CONNECT_TIMEOUT} if backend in _EXTRAS else {}
+        connect_args: dict[str, Any] = {}
+        if backend == "postgresql":
+            connect_args = {"connect_timeout": self.connect_seconds}  # libpq: the whole start-up, not only TCP
+        elif backend in ("mysql", "mariadb"):
+            # PyMySQL's connect_timeout covers TCP alone: a server that accepts and never greets
+            # is bounded by the read timeout, which must outlast a step's own lock wait
+            connect_args = {"connect_timeout": self.connect_seconds, "read_timeout": self.step_seconds, "write_timeout": self.step_seconds}
         try:
             engine = sqlalchemy.create_engine(url, poolclass=NullPool, connect_args=connect_args)
         except NoSuchModuleError:
@@ -81,6 +95,9 @@ class SqlJobTable(Backend):
             extra = _EXTRAS.get(backend)
             hint = f": pip install 'jobctl[{extra}]'" if extra else ""
             raise StoreError(f"the database driver for {url.drivername} is not installed ({exc.name}){hint}") from None
+        # first of the connect listeners: the cut must reach a connection before SQLAlchemy's
+        # own first queries on it (dialect set-up) and ours (lock waits)
+        event.listen(engine, "connect", lambda dbapi_connection, record: self.cut.watch(dbapi_connection), insert=True)
         _bound_lock_waits(engine, backend, self.lock_seconds)
         return engine
 
@@ -99,18 +116,19 @@ class SqlJobTable(Backend):
             schema=schema,
         )  # exactly the table SQLAlchemyJobStore defines
         try:
-            inspector = inspect(self.engine)
-            if not inspector.has_table(name, schema=schema):
-                if self.create:
-                    table.create(self.engine)
-                    self.created = True
-                    return table
-                raise MissingStore(
-                    f"no table {where!r} in {self.location}: not an APScheduler job store "
-                    "(use --table / --schema if the application named it differently)",
-                    self.name,
-                )
-            columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
+            with self._bounded(), self.engine.begin() as connection:
+                inspector = inspect(connection)
+                if not inspector.has_table(name, schema=schema):
+                    if self.create:
+                        table.create(connection)
+                        self.created = True
+                        return table
+                    raise MissingStore(
+                        f"no table {where!r} in {self.location}: not an APScheduler job store "
+                        "(use --table / --schema if the application named it differently)",
+                        self.name,
+                    )
+                columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
         except DBAPIError as exc:
             raise self._error(exc, "cannot reach") from None
         except SQLAlchemyError as exc:
@@ -131,7 +149,7 @@ class SqlJobTable(Backend):
         if self.connection is not None:  # a step of transaction(), which handles errors
             return work(self.connection)
         try:
-            with self.engine.begin() as connection:
+            with self._bounded(), self.engine.begin() as connection:
                 result = work(connection)
         except _Rollback:
             return False
@@ -153,7 +171,7 @@ class SqlJobTable(Backend):
             yield self
             return
         try:
-            with self.engine.begin() as connection:
+            with self._bounded(), self.engine.begin() as connection:
                 steps = copy.copy(self)
                 steps.connection = connection
                 yield steps
@@ -162,10 +180,36 @@ class SqlJobTable(Backend):
         if self.sqlite:
             self.sqlite.check_stable()
 
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """Cut the connection if a step (connecting included) outlasts its lock wait plus
+        JOBCTL_TIMEOUT.
+
+        A server behind a network path that stalls (a proxy or firewall that stops forwarding,
+        with the connection left open) never answers, and drivers wait for ever: libpq has no
+        read timeout. Shutting the socket down wakes the driver, which fails the step.
+        """
+        if self.sqlite is not None:
+            yield
+            return
+        timer = threading.Timer(self.step_seconds, self.cut.fire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
     def _error(self, exc: Any, doing: str, writes: bool = False) -> JobctlError:
-        """A database error as one line: a lock waited out (see _bound_lock_waits), a deadlock
-        broken, or the rest."""
+        """A database error as one line: no answer in time (see _bounded), a lock waited out
+        (see _bound_lock_waits), a deadlock broken, or the rest."""
         message = _first_line(exc.orig)
+        if self.cut.fired:
+            outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
+            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_TIMEOUT){outcome}")
+        if _is_timeout(exc.orig):
+            outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
+            return StoreError(f"{self.location} did not answer in time (JOBCTL_TIMEOUT){outcome}: {message}")
         if _lock_wait_expired(exc.orig):
             outcome = ", so nothing was changed" if writes else ""
             return LockTimeout(
@@ -318,6 +362,39 @@ class SqlJobTable(Backend):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+class _Cut:
+    """Shuts down a connection's socket when its step has run out of time (a timer thread)."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self.connection: Any = None
+
+    def watch(self, dbapi_connection: Any) -> None:
+        """The connection the current step uses (each step connects anew: no pool)."""
+        self.connection = dbapi_connection
+
+    def fire(self) -> None:
+        self.fired = True
+        dbapi_connection = self.connection
+        fileno = getattr(dbapi_connection, "fileno", None)
+        if fileno is None:  # PyMySQL keeps its socket
+            sock = getattr(dbapi_connection, "_sock", None)
+            fileno = getattr(sock, "fileno", None)
+        try:
+            fd = fileno() if fileno is not None else -1
+            if fd >= 0:
+                with socket.socket(fileno=os.dup(fd)) as duplicate:
+                    duplicate.shutdown(socket.SHUT_RDWR)  # shuts the socket itself, for every fd
+        except OSError:
+            pass  # already closed: the step is over
+
+
+def _is_timeout(error: Any) -> bool:
+    """A driver's own read or connect timeout (PyMySQL: 2013 Lost connection ... timed out)."""
+    text = str(error).lower()
+    return "timed out" in text or "timeout expired" in text
 
 
 class _Rollback(Exception):

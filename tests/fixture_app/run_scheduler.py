@@ -25,8 +25,11 @@ def main():
     parser.add_argument("url")
     parser.add_argument("--wakeup", type=float, default=None)
     parser.add_argument("--table", default="apscheduler_jobs")
+    parser.add_argument("--busy-timeout", type=float, default=None, help="SQLite: seconds a write waits for a lock")
     options = parser.parse_args()
-    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(url=options.url, tablename=options.table)}, timezone="UTC")
+    engine_options = {"connect_args": {"timeout": options.busy_timeout}} if options.busy_timeout else {}
+    store = SQLAlchemyJobStore(url=options.url, tablename=options.table, engine_options=engine_options)
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone="UTC")
     if options.wakeup:
         scheduler.add_jobstore(MemoryJobStore(), "wakeup")
         scheduler.add_job(wake_up, "interval", seconds=options.wakeup, jobstore="wakeup", id="wakeup")
