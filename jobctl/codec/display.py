@@ -22,6 +22,8 @@ def _repr(value: Any, depth: int, items: int, active: set[int]) -> str:
         head = value[:120]
         more = f"…(+{len(value) - 120})" if len(value) > 120 else ""
         return repr(head) + more
+    if isinstance(value, int) and value.bit_length() > 10000:  # repr refuses over 4,300 digits
+        return f"<integer of {value.bit_length()} bits>"
     if value is None or isinstance(value, (bool, int, float, complex)):
         return repr(value)
     if isinstance(value, (dt.datetime, dt.date, dt.time, dt.timedelta)):
