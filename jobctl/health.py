@@ -10,6 +10,7 @@ are decoded, except that stores up to SCAN_LIMIT jobs are decoded whole to count
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,7 +53,7 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         assert now_ts is not None
         warning_ts, critical_ts = now_ts - warning.total_seconds(), now_ts - critical.total_seconds()
         stats = session.stats(now_ts, warning_ts, critical_ts)
-        report.max_lateness = max(0.0, now_ts - stats.soonest) if stats.soonest is not None else 0.0
+        report.max_lateness = _lateness(now_ts, stats.soonest)
         counts = {  # the report gets them once all are known: a failure midway is UNKNOWN
             "total": stats.total,
             "active": stats.active,
@@ -117,8 +118,18 @@ def perfdata(report: Report) -> str:
     return (
         f"jobs={c['total']};;;0 active={c['active']};;;0 paused={c['paused']};;;0 "
         f"late={c['late']};;;0 overdue={c['overdue']};;;0 unreadable={c['unreadable']};;;0 "
-        f"lateness={int(report.max_lateness)}s;{warn};{crit};0"
+        f"lateness={f'{int(report.max_lateness)}s' if math.isfinite(report.max_lateness) else 'U'};{warn};{crit};0"
     )
+
+
+def _lateness(now: float, soonest: object) -> float:
+    """How late the most overdue job is; NaN when the store's lowest due value is no time
+    (a damaged row: -inf, NaN, text), which the perfdata says as U (unknown)."""
+    if soonest is None:
+        return 0.0
+    if not isinstance(soonest, (int, float)) or not math.isfinite(soonest):
+        return math.nan
+    return max(0.0, now - soonest)
 
 
 def monitor_text(text: str) -> str:
@@ -182,7 +193,7 @@ def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         "overdue": c.get("overdue"),
         "unreadable": c.get("unreadable"),
         "unreadable_scanned": report.unreadable_scanned,
-        "max_lateness_seconds": int(report.max_lateness),
+        "max_lateness_seconds": int(report.max_lateness) if math.isfinite(report.max_lateness) else None,
         "thresholds": {"warning_seconds": int(report.warning.total_seconds()), "critical_seconds": int(report.critical.total_seconds())},
         "next": [brief(j) for j in report.next_jobs],
         "late_jobs": [brief(j) for j in report.late_jobs],

@@ -15,18 +15,20 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from jobctl.backends.base import Record
+
 CHUNK = 1000  # rows a worker decodes at a time
 SERIAL_FIRST = 5000  # a store this small never starts a worker
 IN_FLIGHT = 3  # chunks queued per worker
 
 
-def _summaries(rows: list[tuple[str, float | None, bytes | None]], at: dt.datetime, tz: dt.tzinfo) -> list[dict[str, Any]]:
+def _summaries(rows: list[Record], at: dt.datetime, tz: dt.tzinfo) -> list[dict[str, Any]]:
     from jobctl.kinds.aps3 import Job, job_summary
 
     return [job_summary(Job(*row), at, tz) for row in rows]
 
 
-def summaries(rows: Iterable[tuple[str, float | None, bytes | None]], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST) -> Iterator[dict[str, Any]]:
+def summaries(rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST) -> Iterator[dict[str, Any]]:
     """`render.job_summary` of every row, in order: the first `serial_first` here, the rest on
     all cores (where the platform can fork)."""
     rows = iter(rows)

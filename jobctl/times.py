@@ -43,20 +43,34 @@ def format_duration(delta: dt.timedelta) -> str:
 
 
 def from_timestamp(value: float | None) -> dt.datetime | None:
+    """A stored due value as a time; None when there is none or it is no time at all (NaN,
+    infinite, or past the years datetime holds)."""
     if value is None:
         return None
-    return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    try:
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
+
+
+def in_zone(when: dt.datetime, tz: dt.tzinfo) -> dt.datetime:
+    """`when` in `tz`; in UTC where `tz` cannot hold it (the year 9999 in Europe/Paris is the
+    year 10000, which datetime does not have)."""
+    try:
+        return when.astimezone(tz)
+    except (OverflowError, ValueError):
+        return when.astimezone(dt.timezone.utc)
 
 
 def format_time(when: dt.datetime | None, tz: dt.tzinfo) -> str:
     if when is None:
         return "-"
-    local = when.astimezone(tz)
+    local = in_zone(when, tz)
     return local.strftime("%Y-%m-%d %H:%M:%S %Z" if local.second else "%Y-%m-%d %H:%M %Z")
 
 
 def format_iso(when: dt.datetime | None, tz: dt.tzinfo) -> str | None:
-    return None if when is None else when.astimezone(tz).isoformat()
+    return None if when is None else in_zone(when, tz).isoformat()
 
 
 def relative(when: dt.datetime | None, reference: dt.datetime) -> str:

@@ -155,7 +155,8 @@ def store_copy(tmp_path):
 def rows(path: Path) -> dict[str, tuple]:
     """Every row of a SQLite job table, as raw bytes: what 'byte-identical' is checked on."""
     with contextlib.closing(sqlite3.connect(path)) as db:
-        return {r[0]: (r[1], bytes(r[2])) for r in db.execute("SELECT id, next_run_time, job_state FROM apscheduler_jobs")}
+        return {r[0]: (r[1], bytes(r[2]) if isinstance(r[2], (bytes, memoryview)) else r[2])
+                for r in db.execute("SELECT id, next_run_time, job_state FROM apscheduler_jobs")}
 
 
 def server_url(variable: str) -> str:

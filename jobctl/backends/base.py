@@ -35,12 +35,13 @@ class Record(NamedTuple):
     `due` is the store's own next-run value (APScheduler 3: the `next_run_time` column, or the
     `run_times` score), UTC epoch seconds, None when paused; listings are ordered by it. `data`
     is the serialized job (APScheduler 3: the `job_state` pickle), None where the store holds
-    none for this id.
+    none for this id, or whatever other value a damaged store holds there (TEXT, a number), as
+    it is: never converted, so a huge INTEGER never becomes that many bytes.
     """
 
     id: str
     due: float | None
-    data: bytes | None
+    data: bytes | str | int | float | None
 
 
 @dataclass(frozen=True)

@@ -269,7 +269,7 @@ class SqlJobTable(Backend):
         if where is not None:
             query = query.where(where)
         rows = self._run(lambda conn: conn.execute(query.limit(size)).all())
-        return [Record(r[0], r[1], bytes(r[2])) for r in rows]
+        return [_record(r) for r in rows]
 
     def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:
         from sqlalchemy import select
@@ -292,7 +292,7 @@ class SqlJobTable(Backend):
             def fetch(conn: Any, q: Any = query) -> Any:
                 return conn.execute(q).all()
 
-            found += [Record(r[0], r[1], bytes(r[2])) for r in self._run(fetch)]
+            found += [_record(r) for r in self._run(fetch)]
         return found
 
     def stats(self, now: float, warning: float, critical: float) -> Stats:
@@ -362,6 +362,17 @@ class SqlJobTable(Backend):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _record(row: Any) -> Record:
+    """A row as a Record: job_state bytes as bytes, and anything else a damaged table holds
+    (SQLite keeps any type in any column) as it is, never converted."""
+    job_id, due, data = row
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    if not isinstance(job_id, str):  # an id stored as a BLOB or a number: listed, escaped
+        job_id = job_id.decode("utf-8", "backslashreplace") if isinstance(job_id, bytes) else str(job_id)
+    return Record(job_id, due, data)
 
 
 class _Cut:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -20,26 +21,48 @@ LATE_AFTER = dt.timedelta(minutes=1)  # a running scheduler picks due jobs up wi
 _REQUIRED = ("id", "func", "trigger", "next_run_time")
 
 
+def stored_type(value: Any) -> str:
+    """What a stored value is, in SQL's words: a job_state that is no BLOB."""
+    return {str: "TEXT", int: "INTEGER", float: "REAL"}.get(type(value), type(value).__name__)
+
+
+def _check_time(value: Any) -> None:
+    """A next run time APScheduler could have written: None, or a time with a working zone."""
+    if value is None:
+        return
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise UnreadableState("its next run time is not a time with a time zone")
+    try:
+        value.utcoffset()
+        value.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError, TypeError, ArithmeticError) as exc:
+        raise UnreadableState(f"its next run time cannot be read ({exc})") from None
+
+
 class Job:
     """One stored job. `error` is set (and `state` None) when it is unreadable."""
 
-    __slots__ = ("id", "next_run_timestamp", "raw", "state", "error", "_words")
+    __slots__ = ("id", "next_run_timestamp", "raw", "stored", "state", "error", "_words")
 
-    def __init__(self, job_id: str, next_run_timestamp: float | None, raw: bytes | None) -> None:
+    def __init__(self, job_id: str, next_run_timestamp: float | None, raw: Any) -> None:
         self.id = job_id
         self.next_run_timestamp = next_run_timestamp
-        self.raw = b"" if raw is None else bytes(raw)
+        self.raw = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else b""
+        self.stored = raw  # as the store holds it, for export
         self.state: dict | None = None
         self.error: str | None = None
         self._words: str | None = None
         try:
             if raw is None:
                 raise UnreadableState("the store holds no job state for this id")
+            if not isinstance(raw, (bytes, bytearray, memoryview)):
+                raise UnreadableState(f"job_state is {stored_type(raw)}, not a pickle")
             decoded = codec.decode(self.raw)
             if not isinstance(decoded, dict) or any(key not in decoded for key in _REQUIRED):
                 raise UnreadableState("job state is not an APScheduler 3 job")
             if not isinstance(decoded.get("version", 1), int) or decoded.get("version", 1) > 1:
                 raise UnreadableState(f"job state version {decoded['version']!r} is not APScheduler 3's")
+            _check_time(decoded["next_run_time"])
             self.state = decoded
         except UnreadableState as exc:
             self.error = str(exc)
@@ -149,7 +172,7 @@ def zone_family(samples: Iterable[Record]) -> Any:
     """A zone of the family a store's APScheduler writes (pytz before 3.11), or None, judged
     from a sample of its records. Used when the job being changed names no zone of its own
     (only a fixed UTC offset)."""
-    blobs = [r.data for r in samples if r.data]
+    blobs = [r.data for r in samples if isinstance(r.data, bytes)]
     if any(b"pytz_deprecation_shim" in blob for blob in blobs):
         from jobctl.codec.zones import ShimZone, make_zone
 
@@ -185,19 +208,48 @@ def upcoming_runs(jobs: Iterable[Job], at: dt.datetime, until: dt.datetime, prob
 
 
 def job_summary(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
-    """The fields of `list -o json`: id, name, func, trigger (words), trigger_type, next_run_time, state."""
-    when = job.next_run_time
-    return {
-        "id": job.id,
-        "name": job.name,
-        "func": job.func,
-        "trigger": job.schedule,
-        "trigger_type": job.trigger_type,
-        "next_run_time": format_iso(when, tz),
-        "next_run_in": relative(when, at) if when else None,
-        "state": job.status(at),
-        "error": job.error,
-    }
+    """The fields of `list -o json`: id, name, func, trigger (words), trigger_type, next_run_time, state.
+
+    Whatever a row holds, this gives a row: a job whose fields cannot be shown is unreadable,
+    with the reason, and the rest of the listing goes on."""
+    try:
+        when = job.next_run_time
+        return {
+            "id": job.id,
+            "name": _text(job.name),
+            "func": _text(job.func),
+            "trigger": job.schedule,
+            "trigger_type": job.trigger_type,
+            "next_run_time": format_iso(when, tz),
+            "next_run_in": relative(when, at) if when else None,
+            "state": job.status(at),
+            "error": job.error,
+        }
+    except Exception as exc:  # noqa: BLE001 - one row's oddity is that row's problem
+        job.state, job.error = None, f"cannot show this job ({type(exc).__name__}: {exc})"[:300]
+        return {
+            "id": job.id, "name": None, "func": None, "trigger": f"unreadable: {job.error}", "trigger_type": None,
+            "next_run_time": format_iso(from_timestamp(job.next_run_timestamp), tz), "next_run_in": None,
+            "state": "unreadable", "error": job.error,
+        }  # fmt: skip
+
+
+def _text(value: Any) -> str | None:
+    """A field that should be text (name, func), as text whatever the row holds."""
+    return value if value is None or isinstance(value, str) else safe_repr(value, limit=120)
+
+
+def _plain(value: Any) -> Any:
+    """A job option as JSON can hold it: numbers that are numbers, anything else as text."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int) and abs(value) < 2**53:
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    if isinstance(value, float):
+        return str(value)  # nan, inf: JSON has no such numbers
+    return safe_repr(value, limit=120)
 
 
 def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict[str, Any]:
@@ -224,11 +276,11 @@ def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict
             "upcoming": upcoming,
             "upcoming_error": upcoming_error,
             "args": [safe_repr(a) for a in _as_list(job.args)],
-            "kwargs": {str(k): safe_repr(v) for k, v in _as_items(job.kwargs)},
-            "executor": job.state.get("executor"),
-            "misfire_grace_time": job.state.get("misfire_grace_time"),
-            "coalesce": job.state.get("coalesce"),
-            "max_instances": job.state.get("max_instances"),
+            "kwargs": {k if isinstance(k, str) else safe_repr(k): safe_repr(v) for k, v in _as_items(job.kwargs)},
+            "executor": _plain(job.state.get("executor")),
+            "misfire_grace_time": _plain(job.state.get("misfire_grace_time")),
+            "coalesce": _plain(job.state.get("coalesce")),
+            "max_instances": _plain(job.state.get("max_instances")),
             "pickle_protocol": _protocol(job),
         }
     )
