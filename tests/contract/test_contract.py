@@ -177,3 +177,19 @@ def test_concurrent_changes_from_many_processes_lose_nothing(store):
         assert loaded[f"bulk_{n:07d}"]["trigger"] == f"interval[{minutes // 60}:{minutes % 60:02d}:00]"
     assert loaded["daily_reports"]["next_run_time"] is not None
     assert loaded["inventory_sync"]["trigger"] == "interval[4:00:00]"
+
+
+def test_ids_are_compared_exactly(store):
+    """MariaDB's default collation ignores case, accents and trailing spaces; every lookup
+    compares ids exactly anyway, on every store."""
+    before = store.dump()
+    for near in ("DAILY_REPORTS", "daily_reports ", "rapport_quotidien_ete"):
+        shown = jobctl(*store.args, "show", near)
+        assert shown.returncode == 1 and "no job with id" in shown.stderr, (near, shown.stdout)
+        assert jobctl(*store.args, "pause", near).returncode == 1
+        assert jobctl(*store.args, "remove", near, "--yes").returncode == 1
+    assert jobctl(*store.args, "pause", "DAILY_*").returncode == 1
+    listed = json.loads(jobctl(*store.args, "list", "DAILY_*", "-o", "json").stdout or "[]")
+    assert listed == []
+    assert [j["id"] for j in json.loads(jobctl(*store.args, "list", "daily_*", "-o", "json").stdout)] == ["daily_reports"]
+    assert store.dump() == before
