@@ -48,6 +48,11 @@ Seconds to wait for a lock another transaction holds (on a row, a table, or on S
 whole database); then a change is refused with nothing changed, a read fails, and
 \\fBhealth\\fR says UNKNOWN (default 10).
 .TP
+.B JOBCTL_TIMEOUT
+Seconds a server may stay silent: while connecting (at most 5), or in one step beyond its
+lock wait; then the connection is cut, the command fails in one line, and \\fBhealth\\fR
+says UNKNOWN (default 10).
+.TP
 .B NO_COLOR
 When set, the table is printed without colour.
 """
