@@ -146,8 +146,10 @@ def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
             setattr(s, key, os.environ[variable])
             s.sources[key] = "environment"
     from jobctl import commands
+    from jobctl.cli.render import printable
 
-    return commands.complete_ids(target(), incomplete, 200)
+    # an id with a control character could not be typed back, and would reach the terminal
+    return [job_id for job_id in commands.complete_ids(target(), incomplete, 200) if printable(job_id) == job_id]
 
 
 def output() -> str:
@@ -210,20 +212,28 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
     )
 
 
+def write_data(text: str) -> None:
+    """Data (JSON, CSV, plain lines) written as it is: without color=True, click.echo strips
+    whatever looks like an ANSI sequence when stdout is not a terminal, changing an id in CSV."""
+    click.echo(text, nl=False, color=True)
+
+
 def emit(rows: Any, csv_fields: list[str], plain: Any, table: Any, no_headers: bool, empty: str) -> None:
-    """Rows in the chosen output format: json and csv streamed, the table fitted once all are in."""
+    """Rows in the chosen output format: json and csv streamed, the table fitted once all are in.
+
+    JSON and CSV keep every id exact; `plain` lines and the table escape control characters."""
     from jobctl.cli import render
 
     fmt = output()
     if fmt == "json":
         for chunk in render.json_array(rows):
-            click.echo(chunk, nl=False)
+            write_data(chunk)
     elif fmt == "csv":
         for chunk in render.csv_lines(rows, csv_fields, headers=not no_headers):
-            click.echo(chunk, nl=False)
+            write_data(chunk)
     elif fmt == "plain":
         for row in rows:
-            click.echo(plain(row))
+            write_data(plain(row) + "\n")
     else:
         collected = list(rows)
         click.echo(table(collected) if collected else empty, err=not collected)
@@ -241,7 +251,7 @@ def show(job_id: str, count: int) -> None:
     tz = display_zone()
     detail = commands.show(target(), job_id, count, tz=tz)
     if output() == "json":
-        click.echo(json.dumps(detail, indent=2, ensure_ascii=False))
+        write_data(render.json_text(detail) + "\n")
     else:
         click.echo(render.show_text(detail, tz))
 
@@ -267,13 +277,13 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
     emit(
         result.runs,
         ["time", "id", "trigger"],
-        lambda row: f"{row['time']}\t{row['id']}",
+        lambda row: f"{row['time']}\t{render.printable(row['id'])}",
         lambda table: render.upcoming_table(table, tz, headers=not no_headers),
         no_headers,
         f"no runs in the next {within}",
     )
     for problem in result.problems:
-        click.echo(f"jobctl: warning: {problem}", err=True)
+        click.echo(f"jobctl: warning: {render.printable(problem)}", err=True)
 
 
 # --- changing ------------------------------------------------------------------------------
@@ -284,14 +294,15 @@ dry_run_option = click.option("--dry-run", "-n", is_flag=True, help="Print what 
 def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> None:
     """Run one change per job, each its own compare-and-swap; report each; fail if any failed."""
     from jobctl import commands
+    from jobctl.cli.render import printable
 
     failed = False
     for outcome in commands.change(target(), patterns, change, dry_run, display_zone()):
         if outcome.error:
-            click.echo(f"jobctl: error: {outcome.error}", err=True)
+            click.echo(f"jobctl: error: {printable(outcome.error)}", err=True)
             failed = True
-        else:
-            click.echo(outcome.message)
+        else:  # the messages escape the ids they name; their notes start on lines of their own
+            click.echo("\n".join(printable(line) for line in (outcome.message or "").split("\n")))
     if failed:
         raise click.exceptions.Exit(1)
 
@@ -355,9 +366,10 @@ def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str
 def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Remove jobs from the store for good (asks first on a terminal; --yes skips that)."""
     from jobctl import commands
+    from jobctl.cli.render import printable
 
     def listing(ids: list[str]) -> str:
-        return f"{len(ids)} job{'s' if len(ids) != 1 else ''}:\n" + "\n".join(f"  {i}" for i in ids)
+        return f"{len(ids)} job{'s' if len(ids) != 1 else ''}:\n" + "\n".join(f"  {printable(i)}" for i in ids)
 
     def confirm(ids: list[str]) -> None:
         if yes:
@@ -372,7 +384,7 @@ def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
         click.echo(f"would remove {listing(removal.removed)}")
         return
     for job_id in removal.removed:
-        click.echo(f"removed {job_id}")
+        click.echo(f"removed {printable(job_id)}")
     if removal.gone:
         raise ChangeRefused(f"{len(removal.gone)} of the jobs were already gone (removed by a scheduler?)")
 
@@ -399,9 +411,11 @@ def show_config() -> None:
     if output() == "json":
         click.echo(json.dumps({k.replace(" ", "_"): v for k, v in rows}, indent=2))
     else:
+        from jobctl.cli.render import printable
+
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
-            click.echo(f"{key + ':':<{width + 1}} {value}")
+            click.echo(f"{key + ':':<{width + 1}} {printable(value)}")
 
 
 # --- backup, restore, migration ----------------------------------------------------------------
@@ -418,15 +432,16 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
     row (the next_run_time column and job_state in base64).
     """
     from jobctl import commands
+    from jobctl.cli.render import json_safe
 
-    lines = commands.export(target(), patterns, tz=display_zone())
+    lines = (json_safe(line) for line in commands.export(target(), patterns, tz=display_zone()))
     if path:
         with click.open_file(path, "w", encoding="utf-8", atomic=True) as out:
             for line in lines:
                 out.write(line)
     else:
         for line in lines:
-            click.echo(line, nl=False)
+            write_data(line)
 
 
 @cli.command("import")
@@ -461,6 +476,8 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
 def completion(shell: str) -> None:
     """Print the shell completion script for SHELL (commands, options and job ids).
 
+    Job ids holding control characters are not offered: they could not be typed back.
+
     \b
       eval "$(jobctl completion bash)"              # in ~/.bashrc
       eval "$(jobctl completion zsh)"               # in ~/.zshrc
@@ -487,6 +504,8 @@ def health(detailed: bool, warning: str, critical: str, next_count: int) -> None
 
     Prints one summary line with performance data after '|' (Nagios plugin format);
     --detailed adds counts and the next jobs; -o json gives the same as one object.
+    In the text, job ids have control characters escaped (\\x1b, \\n) and '|' written
+    \\x7c, so that no id can add performance data; -o json keeps ids exact.
     """
     import datetime as dt
 
@@ -504,7 +523,9 @@ def health(detailed: bool, warning: str, critical: str, next_count: int) -> None
     except UsageError as exc:  # a check that cannot run is UNKNOWN, not a page-worthy CRITICAL (2)
         report, tz = checks.Report("UNKNOWN", str(exc), now(), dt.timedelta(0), dt.timedelta(0)), dt.timezone.utc
     if output() == "json":
-        click.echo(json.dumps(checks.as_json(report, tz), indent=2, ensure_ascii=False))
+        from jobctl.cli.render import json_text
+
+        write_data(json_text(checks.as_json(report, tz)) + "\n")
     else:
         click.echo(checks.as_text(report, tz, detailed))
     raise click.exceptions.Exit(report.exit_code)
@@ -541,7 +562,9 @@ def main(argv: list[str] | None = None) -> None:
         command = exc.ctx.command_path if exc.ctx else "jobctl"
         message = f"{exc.format_message()} (see '{command} --help')"
         if exc.ctx and exc.ctx.info_name == "health":  # monitoring-plugin convention: UNKNOWN
-            click.echo(f"JOBCTL UNKNOWN - {message}")
+            from jobctl.health import monitor_text
+
+            click.echo(f"JOBCTL UNKNOWN - {monitor_text(message)}")
             _fail(message, 3)
         _fail(message, 2)
     except click.Abort:
@@ -563,5 +586,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"jobctl: error: {message}", err=True)
+    """One line on stderr, whatever the message holds (ids, a driver's text), and the exit code."""
+    from jobctl.cli.render import printable
+
+    click.echo(f"jobctl: error: {printable(message)}", err=True)
     sys.exit(code)

@@ -32,13 +32,33 @@ def _color(text: str, state: str, color: bool) -> str:
     return click.style(text, fg=STATE_COLORS[state])
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a terminal or a monitor acts on instead of showing: C0 controls, DEL and C1 controls
+# (\x9b is a one-byte ESC [), the Unicode line and paragraph separators, and the bidi
+# embeddings, overrides and isolates, which reorder the text after them ("Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """Control characters as escapes: a row must not split a line, shift a column, or send
-    the operator's terminal an escape sequence."""
+    """Control characters as escapes (\\x1b, \\n, \\u202e): a job id must not split a line,
+    shift a column, reorder text, or send the operator's terminal an escape sequence. Used on
+    everything a person or a monitor reads; JSON and CSV keep ids exact."""
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+# json.dumps escapes C0 controls itself; these it leaves raw with ensure_ascii=False
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def json_safe(text: str) -> str:
+    """JSON text with DEL, C1 controls, separators and bidi controls as \\u escapes: the same
+    data once parsed, nothing a terminal acts on when printed. They can only stand inside JSON
+    strings, so this is right on any part of a document."""
+    return _JSON_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def json_text(value: Any) -> str:
+    """A JSON document, indented, non-ASCII text as itself, control characters escaped."""
+    return json_safe(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 def cells(text: str) -> int:
@@ -125,21 +145,29 @@ LIST_FIELDS = ["id", "name", "func", "trigger", "trigger_type", "next_run_time",
 
 
 def csv_lines(rows: Iterable[dict[str, Any]], fields: list[str], headers: bool = True) -> Iterator[str]:
-    """CSV, one line per row, streamed (the header row names the JSON fields)."""
+    """CSV, one line per row, streamed (the header row names the JSON fields). Values are
+    exact: one holding a newline, a carriage return or a quote is quoted."""
     import csv
     import io
 
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if headers:
-        writer.writerow(fields)
-    for row in rows:
-        writer.writerow(["" if row.get(f) is None else row[f] for f in fields])
-        yield buffer.getvalue()
+    # csv quotes a field holding a character of the line terminator: with "\n" alone, a lone
+    # "\r" in an id would go unquoted and split the row for every reader
+    writer = csv.writer(buffer, lineterminator="\r\n")
+
+    def line(values: list[Any]) -> str:
+        writer.writerow(values)
+        text = buffer.getvalue()
         buffer.seek(0)
         buffer.truncate()
-    if headers and buffer.getvalue():
-        yield buffer.getvalue()
+        return text[:-2] + "\n"
+
+    header = line(fields) if headers else ""
+    for row in rows:
+        yield header + line(["" if row.get(f) is None else row[f] for f in fields])
+        header = ""
+    if header:
+        yield header
 
 
 def plain_line(row: dict[str, Any]) -> str:
@@ -158,10 +186,10 @@ def json_array(rows: Iterator[dict[str, Any]], batch: int = 1000) -> Iterator[st
         chunk.append(("[\n  " if first else ",\n  ") + _to_json(row))
         first = False
         if len(chunk) >= batch:
-            yield "".join(chunk)
+            yield json_safe("".join(chunk))
             chunk = []
     chunk.append("[]\n" if first else "\n]\n")
-    yield "".join(chunk)
+    yield json_safe("".join(chunk))
 
 
 def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:

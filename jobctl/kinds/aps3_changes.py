@@ -48,14 +48,23 @@ class Change:
         return job.changed(**fields)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
-        return f"{self.past} {before.id}: next run {_when(after.next_run_time, at, tz)}"
+        return _said(f"{self.past} {before.id}: next run {_when(after.next_run_time, at, tz)}")
 
     def note(self, session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         """What the operator should know about a running scheduler seeing this change."""
         return wake_up_note(session, before, after, at, tz)
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
-        return f"{job.id} unchanged"
+        return _said(f"{job.id} unchanged")
+
+
+def _said(line: str) -> str:
+    """One line of a message as the operator's terminal shows it: control characters in the
+    job's id or schedule escaped, so that an id cannot split the line or send an escape
+    sequence (`printable`, with jobctl's other renderers)."""
+    from jobctl.cli.render import printable
+
+    return printable(line)
 
 
 def _when(when: dt.datetime | None, at: dt.datetime, tz: dt.tzinfo) -> str:
@@ -74,10 +83,10 @@ class Pause(Change):
         return self.write(job, next_run_time=None)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
-        return f"paused {before.id} (was due {relative(before.next_run_time, at)})"
+        return _said(f"paused {before.id} (was due {relative(before.next_run_time, at)})")
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
-        return f"{job.id} is already paused"
+        return _said(f"{job.id} is already paused")
 
 
 class Resume(Change):
@@ -90,7 +99,7 @@ class Resume(Change):
         return self.write(job, next_run_time=_next_fire(job.trigger, job.id, at))
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
-        return f"{job.id} is not paused (next run {_when(job.next_run_time, at, tz)})"
+        return _said(f"{job.id} is not paused (next run {_when(job.next_run_time, at, tz)})")
 
 
 class RunNow(Change):
@@ -115,7 +124,7 @@ class RunNow(Change):
         text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
         if before.next_run_time is None:
             text += " (it was paused; after this run it follows its schedule again)"
-        return text
+        return _said(text)
 
 
 def _next_fire(trigger: Any, job_id: str, at: dt.datetime, new_schedule: str | None = None) -> dt.datetime:
@@ -169,7 +178,7 @@ class Reschedule(Change):
         zone = zone_name(after.zone())
         # an interval's words carry no zone, yet its zone decides its wall-clock times
         zone_text = "" if zone in after.schedule else f"; time zone {zone}"
-        return (
+        return _said(
             f"rescheduled {before.id}: {after.schedule} (was: {before.schedule}); "
             f"next run {_when(after.next_run_time, at, tz)}{zone_text}"
         )
@@ -202,7 +211,7 @@ def run_change(session: Any, job_id: str, change: Change, tz: dt.tzinfo, dry_run
     """Apply one change to one job as one compare-and-swap, and say what happened."""
     at = now()
     change.session = session
-    decoded: dict[bytes, Job] = {}
+    decoded: dict[Any, Job] = {}
 
     def apply(record: Record) -> Record | None:
         job = decoded[record.data or b""] = Job(*record)
