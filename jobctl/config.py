@@ -117,10 +117,15 @@ def resolve(given: dict[str, Any], sources: dict[str, str]) -> Resolved:
 
 def _with_password(url: str, variable: str) -> str:
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     if variable not in os.environ:
         raise UsageError(f"the store's password comes from ${variable}, which is not set")
-    return make_url(url).set(password=os.environ[variable]).render_as_string(hide_password=False)
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise UsageError(f"malformed store URL {masked(url)!r} in the config file") from None
+    return parsed.set(password=os.environ[variable]).render_as_string(hide_password=False)
 
 
 def masked(url: str | None) -> str | None:
@@ -131,5 +136,7 @@ def masked(url: str | None) -> str | None:
 
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+    except (ArgumentError, ValueError):  # ValueError: a port SQLAlchemy cannot read
+        import re
+
+        return re.sub(r"^([^:/]+://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 
 import pytest
@@ -36,9 +37,47 @@ def test_bad_urls(url, code, words):
     assert words in one_line_error(jobctl("--url", url, "list"), code)
 
 
+INTERFACE = socket.if_nameindex()[0][1]  # a network interface this machine has
+
+
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("postgres://scheduler@db.internal/app", "write postgresql://, not postgres://"),
+        ("postgres+psycopg://scheduler@db.internal/app", "write postgresql://, not postgres://"),
+        ("postgresql://u@[::1/db", "malformed host"),
+        ("mysql://u@[::1/x", "malformed host"),
+        ("postgresql://u@[zz::1]/db", "'zz::1' in brackets is not an IPv6 address"),
+        ("postgresql://u@[::1]x/db", "malformed host"),
+        ("mysql://[fe80::1%nosuchif0]:3306/x", "no network interface 'nosuchif0'"),
+        (f"mysql://[fe80::1%25{INTERFACE}]:3306/x", f"write the zone as %{INTERFACE}, not %25{INTERFACE}"),
+        ("postgresql://u@::1/db", "an IPv6 address goes in brackets"),
+        ("postgresql://u@db.internal:notaport/app", "port 'notaport' is not a number"),
+        ("postgresql://u@db.internal:99999/app", "port 99999 is not between 1 and 65535"),
+        ("sqlite://jobs.sqlite", "a SQLite file URL has three slashes: sqlite:///jobs.sqlite"),
+        ("sqlite://srv/app/jobs.sqlite", "sqlite:///srv/app/jobs.sqlite"),
+    ],
+)
+def test_urls_sqlalchemy_would_take_wrongly_are_usage_errors(url, words):
+    """Said in one line before anything is opened; in `health` the check is UNKNOWN."""
+    message = one_line_error(jobctl("--url", url, "list"), 2)
+    assert words in message and "internal error" not in message
+    health = jobctl("--url", url, "health")
+    assert health.returncode == 3 and health.stdout.startswith("JOBCTL UNKNOWN - ") and words in health.stdout
+
+
+def test_a_folder_given_as_the_sqlite_file(tmp_path):
+    message = one_line_error(jobctl("--url", f"sqlite:///{tmp_path}", "list"), 1)
+    assert message == f"jobctl: error: {tmp_path} is a folder, not a SQLite file: give the path of the store's file in it"
+    assert one_line_error(jobctl("--url", f"sqlite:///{tmp_path}", "import", "-", "--create-table", stdin="{}"), 1) == message
+
+
 def test_password_is_masked_in_errors():
     message = one_line_error(jobctl("--url", "postgresql://postgres:s3cret@127.0.0.1:1/test", "list"), 1)
     assert "s3cret" not in message and "***" in message
+    for url in ("postgres://postgres:s3cret@db/test", "postgresql://postgres:s3cret@[::1/test", "mysql://root:s3cret@db:x/test"):
+        message = one_line_error(jobctl("--url", url, "list"), 2)
+        assert "s3cret" not in message and "***" in message, message
 
 
 def test_missing_sqlite_file_is_not_created(tmp_path):

@@ -102,7 +102,103 @@ def target():
     values = resolved().values
     if not values["url"]:
         raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
+    check_url(values["url"])
     return Target(values["url"], values["table"], values["schema"])
+
+
+def check_url(url: str) -> None:
+    """Say in one line, before the store is opened, what SQLAlchemy would take wrongly or fail
+    on with an exception of its own: postgres://, a malformed host or port, sqlite://FILE (an
+    in-memory database), a folder for the SQLite file."""
+    scheme, found, rest = url.partition("://")
+    if not found:
+        return  # the backend says it is malformed
+    kind = scheme.split("+", 1)[0].strip().lower()
+    if kind == "postgres":
+        meant = _masked(f"postgresql{scheme.strip()[len('postgres'):]}://{rest}")
+        raise UsageError(f"SQLAlchemy knows no {scheme}:// URLs: write postgresql://, not postgres:// ({meant})")
+    if kind == "sqlite":
+        _check_sqlite(scheme, rest)
+    else:
+        _check_host(url, rest)
+
+
+def _masked(url: str) -> str:
+    from jobctl.config import masked
+
+    return masked(url) or url
+
+
+def _check_sqlite(scheme: str, rest: str) -> None:
+    import os.path
+
+    path = rest.split("?", 1)[0]
+    if path and not path.startswith("/"):  # sqlite://jobs.sqlite: a host, and no database
+        raise UsageError(
+            f"{scheme}://{path} has two slashes, which makes {path.split('/', 1)[0]!r} a host: a SQLite file URL has "
+            f"three slashes: {scheme}:///{path} (a path from this folder), or four for an absolute path: {scheme}:////{path}"
+        )
+    from jobctl.errors import StoreError
+
+    file = path[1:]
+    if file and not file.startswith("file:") and os.path.isdir(file):
+        raise StoreError(f"{file} is a folder, not a SQLite file: give the path of the store's file in it")
+
+
+def _check_host(url: str, rest: str) -> None:
+    """The host and port as SQLAlchemy's URL pattern reads them ([user[:password]@]host[:port]),
+    checked as it does not: it fails on them with a ValueError, or drops what it cannot read."""
+    import ipaddress
+    import re
+
+    match = re.match(r"(?:[^:/]*(?::[^@]*)?@)?([^/?]*)", rest)  # every part optional: it always matches
+    hostport = match.group(1) if match else ""
+    where = f"in {_masked(url)}"
+    port: str | None = None
+    if hostport.startswith("["):
+        address, closed, after = hostport[1:].partition("]")
+        if not closed:
+            raise UsageError(f"malformed host {where}: '[' without ']' (an IPv6 address goes in brackets: [::1]:5432)")
+        if after and not after.startswith(":"):
+            raise UsageError(f"malformed host {where}: {after!r} after ']', where only :PORT may follow")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise UsageError(f"malformed host {where}: {address!r} in brackets is not an IPv6 address") from None
+        _check_zone(address, where)
+        port = after[1:] if after else None
+    else:
+        if hostport.count(":") > 1:
+            raise UsageError(f"malformed host {where}: an IPv6 address goes in brackets, like postgresql://user@[::1]:5432/db")
+        host, colon, port_text = hostport.partition(":")
+        port = port_text if colon else None
+    if port is not None:
+        if not port.isdigit():
+            raise UsageError(f"malformed port {where}: port {port!r} is not a number")
+        if not 1 <= int(port) <= 65535:
+            raise UsageError(f"malformed port {where}: port {int(port)} is not between 1 and 65535")
+
+
+def _check_zone(address: str, where: str) -> None:
+    """fe80::1%eth0: the zone names a network interface of this machine (or its number)."""
+    import socket
+
+    zone = address.partition("%")[2]
+    if not zone or zone.isdigit():
+        return
+
+    def known(name: str) -> bool:
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            return False
+        return True
+
+    if known(zone):
+        return
+    if zone.startswith("25") and known(zone[2:]):  # RFC 6874's %25, which SQLAlchemy passes on as written
+        raise UsageError(f"malformed host {where}: write the zone as %{zone[2:]}, not %{zone} (SQLAlchemy does not decode the host)")
+    raise UsageError(f"malformed host {where}: no network interface {zone!r} on this machine for {address}")
 
 
 def display_zone():
