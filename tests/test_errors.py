@@ -120,9 +120,10 @@ def test_unknown_job_and_patterns(store_copy):
         (["--interval", "1M"], "write minutes as m"),
         (["--cron", "0 0 31 2 *"], "--cron '0 0 31 2 *' never fires from now on; 'daily_reports' was not changed"),
         (["--at", "next tuesday"], "invalid time"),
-        (["--at", "2027-03-28T02:30", "--tz", "Europe/Paris"], "2027-03-28T02:30 does not exist in Europe/Paris: the clocks skip it"),
+        (["--at", "2027-03-28T02:30", "--zone", "Europe/Paris"], "2027-03-28T02:30 does not exist in Europe/Paris: the clocks skip it"),
         (["--at", "2026-01-01T00:00+00:00"], "is in the past"),
-        (["--cron", "0 9 * * *", "--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+        (["--cron", "0 9 * * *", "--zone", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+        (["--cron", "0 9 * * *", "--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),  # the display zone
         (["--cron", "0 9 * * *", "--interval", "1h"], "exactly one of --cron, --interval or --at"),
         ([], "exactly one of --cron, --interval or --at"),
     ],

@@ -256,3 +256,24 @@ def test_undoing_a_created_table_never_drops_jobs_another_process_wrote(tmp_path
     empty = SqlJobTable(Target(f"sqlite:///{tmp_path / 'empty.sqlite'}"), create=True)
     empty.undo_create()
     assert not (tmp_path / "empty.sqlite").exists()
+
+
+# --- reschedule: --zone is the new trigger's zone, --tz the zone times are shown in, as everywhere ---
+
+
+def test_reschedule_takes_its_new_zone_from_zone_and_shows_times_in_tz(store_copy):
+    path, url = store_copy()
+    both = jobctl("--url", url, "reschedule", "daily_reports", "--cron", "0 9 * * *", "--zone", "America/New_York", "--tz", "Asia/Tokyo")
+    assert both.returncode == 0 and both.stderr == "", both.stderr
+    assert both.stdout.startswith("rescheduled daily_reports: daily at 09:00 America/New_York (was: daily at 09:00 UTC); next run ")
+    assert " JST (in " in both.stdout  # 09:00 in New York, shown in Tokyo's time
+    assert aps_load(url)["by_id"]["daily_reports"]["timezone"] == "America/New_York"
+    for where in (["--tz", "Asia/Tokyo", "reschedule"], ["reschedule", "--tz", "Asia/Tokyo"]):  # the same either side
+        kept = jobctl("--url", url, *where, "weekday_digest", "--cron", "0 8 * * 1-5")
+        assert kept.returncode == 0, kept.stderr
+        assert kept.stdout.startswith("rescheduled weekday_digest: Monday to Friday at 08:00 Europe/Paris (was: ")
+        assert " JST (in " in kept.stdout
+    assert aps_load(url)["by_id"]["weekday_digest"]["timezone"] == "Europe/Paris"
+    said = jobctl("--url", url, "reschedule", "weekday_digest", "--cron", "0 8 * * 1-5", "--tz", "Asia/Tokyo", "--dry-run")
+    assert said.stderr == ("jobctl: note: --tz is the zone times are shown in; the new trigger keeps the job's zone "
+                           "unless --zone ZONE is given\n")

@@ -45,11 +45,9 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     return value
 
 
-def connection_options(top_level: bool, display_tz: bool = True):
-    """--url, --table, --schema, -o, --tz: accepted before and after the command name.
-
-    `reschedule` has its own --tz (the new trigger's zone), so it takes display_tz=False.
-    """
+def connection_options(top_level: bool):
+    """--store, --url, --table, --schema, -o, --tz: accepted before and after the command name,
+    meaning the same in either place (`reschedule` names its new trigger's zone --zone)."""
 
     def option(*names: str, envvar: str, default: Any = None, **kwargs: Any):
         return click.option(
@@ -69,9 +67,8 @@ def connection_options(top_level: bool, display_tz: bool = True):
         option("--table", envvar="JOBCTL_TABLE", default="apscheduler_jobs", metavar="NAME", help="Job table name (default apscheduler_jobs)."),
         option("--schema", envvar="JOBCTL_SCHEMA", metavar="NAME", help="Database schema holding the table."),
         option("-o", "--output", envvar="JOBCTL_OUTPUT", default="table", type=click.Choice(OUTPUTS, case_sensitive=False), help="Output format (default table)."),
+        option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."),
     ]
-    if display_tz:
-        options.append(option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."))
 
     def decorate(f):
         for add in reversed(options):
@@ -269,7 +266,7 @@ def cli() -> None:
       jobctl --url sqlite:///jobs.sqlite list
       jobctl show daily_reports
       jobctl pause 'report_*'
-      jobctl reschedule daily_reports --cron '0 7 * * 1-5'
+      jobctl reschedule daily_reports --cron '0 7 * * 1-5' --zone Europe/Paris
       jobctl health --detailed                     # exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
     """
 
@@ -440,18 +437,24 @@ def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
 @click.argument("job_id", shell_complete=complete_job_ids)
 @click.option("--cron", metavar="EXPR", help="A crontab line's 5 fields, crontab's day numbers (0 or 7 = Sunday): '0 9 * * 1-5'.")
 @click.option("--interval", metavar="DURATION", help="Run every DURATION: 90s, 15m, 2h, 1h30m, 1d, 1w.")
-@click.option("--at", "at_time", metavar="DATETIME", help="Run once at an ISO 8601 time: 2026-11-25T14:58.")
-@click.option("--tz", "zone", metavar="ZONE", help="Time zone of the new trigger (default: the job's own).")
+@click.option("--at", "at_time", metavar="DATETIME", help="Run once at an ISO 8601 time (without an offset, in the new trigger's zone): 2026-11-25T14:58.")
+@click.option("--zone", metavar="ZONE", help="Time zone of the new trigger (default: the job's own). --tz is the zone times are shown in, as everywhere.")
 @dry_run_option
-@connection_options(top_level=False, display_tz=False)
+@connection_options(top_level=False)
 def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str | None, zone: str | None, dry_run: bool) -> None:
-    """Replace a job's trigger; its next run becomes the new trigger's next fire time."""
+    """Replace a job's trigger; its next run becomes the new trigger's next fire time.
+
+    The new trigger is in the job's own time zone unless --zone ZONE is given.
+    """
     from jobctl.kinds import aps3_changes as changes
 
     given = [name for name, value in (("--cron", cron), ("--interval", interval), ("--at", at_time)) if value]
     if len(given) != 1:
         raise UsageError("reschedule needs exactly one of --cron, --interval or --at")
     _apply_to_each((job_id,), changes.Reschedule(cron=cron, interval=interval, at=at_time, zone=zone), dry_run)
+    if zone is None and click.get_current_context().get_parameter_source("tz") == click.core.ParameterSource.COMMANDLINE:
+        # --tz after `reschedule` used to be the new trigger's zone: say what it is now
+        click.echo("jobctl: note: --tz is the zone times are shown in; the new trigger keeps the job's zone unless --zone ZONE is given", err=True)
 
 
 @cli.command()
