@@ -137,7 +137,7 @@ def monitor_text(text: str) -> str:
     (jobctl.cli.render.printable), and '|' as \\x7c. In the plugin format '|' starts
     performance data, on the first line and in the long output after it, and Nagios, Icinga
     and the others honour no escape for it (not even \\|): a job id must not add any."""
-    from jobctl.cli.render import printable  # with the other renderers, as the CLI prints this
+    from jobctl.codec.display import printable
 
     return printable(text).replace("|", "\\x7c")
 

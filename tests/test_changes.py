@@ -48,7 +48,7 @@ def test_every_change_loads_back_in_the_release_that_wrote_the_store(store, stor
     assert "due now" in ok(jobctl("--url", url, "run", "inventory_sync"))
     assert "Monday to Friday at 07:00 Europe/Paris" in ok(jobctl("--url", url, "reschedule", "weekday_digest", "--cron", "0 7 * * 1-5"))
     ok(jobctl("--url", url, "reschedule", "awkward_args", "--interval", "2h"))
-    ok(jobctl("--url", url, "reschedule", "one_off", "--at", at.isoformat(), "--tz", "America/New_York"))
+    ok(jobctl("--url", url, "reschedule", "one_off", "--at", at.isoformat(), "--zone", "America/New_York"))
     ok(jobctl("--url", url, "pause", "twice_daily"))
     ok(jobctl("--url", url, "resume", "twice_daily"))
     ok(jobctl("--url", url, "remove", "month_end_rotation", "--yes"))

@@ -64,7 +64,7 @@ class SqlJobTable(Backend):
 
         try:
             url = make_url(url_text)
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a malformed host or port
             raise UsageError(
                 f"malformed store URL {url_text!r}: expected something like "
                 "sqlite:///path/jobs.sqlite or postgresql://user@host/db"

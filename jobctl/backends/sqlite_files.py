@@ -25,6 +25,8 @@ class SqliteFile:
     def __init__(self, path: str | None, write: bool, create: bool) -> None:
         if not path or path == ":memory:":
             raise StoreError("an in-memory SQLite database holds no jobs: give the store's file path")
+        if os.path.isdir(path):
+            raise StoreError(f"{path} is a folder, not a SQLite file")
         if not os.path.isfile(path) and not create:
             raise MissingStore(f"no such SQLite file: {path}")
         self.path = os.path.realpath(path)  # its folder holds the -wal, -shm and journal

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from jobctl.codec.display import printable
 from jobctl.times import format_time
 
 STATE_COLORS = {"paused": "yellow", "overdue": "red", "unreadable": "red"}
@@ -30,19 +31,6 @@ def _color(text: str, state: str, color: bool) -> str:
     import click
 
     return click.style(text, fg=STATE_COLORS[state])
-
-
-# What a terminal or a monitor acts on instead of showing: C0 controls, DEL and C1 controls
-# (\x9b is a one-byte ESC [), the Unicode line and paragraph separators, and the bidi
-# embeddings, overrides and isolates, which reorder the text after them ("Trojan Source").
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """Control characters as escapes (\\x1b, \\n, \\u202e): a job id must not split a line,
-    shift a column, reorder text, or send the operator's terminal an escape sequence. Used on
-    everything a person or a monitor reads; JSON and CSV keep ids exact."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 # json.dumps escapes C0 controls itself; these it leaves raw with ensure_ascii=False

@@ -4,6 +4,7 @@ cycles are cut short, and stand-ins show what they stand for without running any
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -82,3 +83,16 @@ def _stand_in_repr(value: Any, inner: Any, seq: Any) -> str:
     if dictitems:
         parts.append("{" + ", ".join(f"{inner(k)}: {inner(v)}" for k, v in dictitems[:10]) + "}")
     return f"{name}({', '.join(parts)})"
+
+
+# What a terminal or a monitor acts on instead of showing: C0 controls, DEL and C1 controls
+# (\x9b is a one-byte ESC [), the Unicode line and paragraph separators, and the bidi
+# embeddings, overrides and isolates, which reorder the text after them ("Trojan Source").
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """Control characters as escapes (\\x1b, \\n, \\u202e): a job id must not split a line,
+    shift a column, reorder text, or send the operator's terminal an escape sequence. Used on
+    everything a person or a monitor reads; JSON and CSV keep ids exact."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)

@@ -62,7 +62,7 @@ def _said(line: str) -> str:
     """One line of a message as the operator's terminal shows it: control characters in the
     job's id or schedule escaped, so that an id cannot split the line or send an escape
     sequence (`printable`, with jobctl's other renderers)."""
-    from jobctl.cli.render import printable
+    from jobctl.codec.display import printable
 
     return printable(line)
 
