@@ -184,3 +184,17 @@ def test_run_says_when_apscheduler_would_skip_the_run_as_missed(tmp_path):
     named = jobctl("--url", overdue, "run", "strict").stdout.splitlines()
     assert named[1:] == ["  note: APScheduler keeps this run only if its scheduler picks it up within 1 s "
                          "(the job's misfire_grace_time; README: 'Scheduler wake-up')"]
+
+
+def test_an_ambiguous_at_is_refused_and_an_offset_settles_it(store_copy):
+    """2027-11-07T01:30 happens twice in New York; pytz and zoneinfo stores would quietly
+    pick different ones, so jobctl asks for the offset."""
+    path, url = store_copy("aps-3.11.3.sqlite")
+    before = rows(path)
+    refused = jobctl("--url", url, "reschedule", "one_off", "--at", "2027-11-07T01:30", "--zone", "America/New_York")
+    assert refused.returncode == 2
+    assert "happens twice in America/New_York" in refused.stderr and "-04:00" in refused.stderr and "-05:00" in refused.stderr
+    assert rows(path) == before
+    settled = jobctl("--url", url, "reschedule", "one_off", "--at", "2027-11-07T01:30-05:00", "--zone", "America/New_York")
+    assert settled.returncode == 0, settled.stderr
+    assert aps_load(url, "current")["by_id"]["one_off"]["next_run_time"] == "2027-11-07T01:30:00-05:00"

@@ -144,5 +144,35 @@ def parse_time(text: str, tz: dt.tzinfo) -> dt.datetime:
                 f"{text.strip()} does not exist in {zone_name(tz)}: the clocks skip it; "
                 "give another time, or an offset (like +01:00)"
             )
+        offsets = _offsets(parsed, tz)
+        if len(offsets) > 1:
+            # pytz and zoneinfo would pick different ones: the operator must
+            first, second = (_offset_text(o) for o in offsets)
+            raise UsageError(
+                f"{text.strip()} happens twice in {zone_name(tz)}: the clocks go back; give its offset, "
+                f"like {parsed.isoformat()}{first} (the first) or {second} (the second)"
+            )
         return local
     return parsed.astimezone(tz)
+
+
+def _offsets(naive: dt.datetime, tz: dt.tzinfo) -> list[dt.timedelta]:
+    """The UTC offsets a wall-clock time has in `tz`: two while the clocks go back."""
+    import zoneinfo
+
+    try:
+        zone: dt.tzinfo = zoneinfo.ZoneInfo(zone_name(tz))  # pytz zones too, by their name
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        zone = tz
+    found: list[dt.timedelta] = []
+    for fold in (0, 1):
+        offset = naive.replace(tzinfo=zone, fold=fold).utcoffset()
+        if offset is not None and offset not in found:
+            found.append(offset)
+    return found
+
+
+def _offset_text(offset: dt.timedelta) -> str:
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
