@@ -411,26 +411,42 @@ def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
     _apply_to_each(patterns, changes.Pause(), dry_run)
 
 
+accept_removal_option = click.option(
+    "--accept-removal", is_flag=True,
+    help="Go ahead even when APScheduler will remove the job after the run (its trigger fires no more).",
+)
+
+
 @cli.command()
 @click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
+@accept_removal_option
 @dry_run_option
 @connection_options(top_level=False)
-def resume(patterns: tuple[str, ...], dry_run: bool) -> None:
-    """Resume paused jobs: their next run is the trigger's next fire time from now."""
+def resume(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> None:
+    """Resume paused jobs: their next run is the trigger's next fire time from now.
+
+    A one-off job whose time has passed by more than its misfire grace is refused: a running
+    scheduler would count the run as missed and remove the job (--accept-removal goes ahead).
+    """
     from jobctl.kinds import aps3_changes as changes
 
-    _apply_to_each(patterns, changes.Resume(), dry_run)
+    _apply_to_each(patterns, changes.Resume(accept_removal=accept_removal), dry_run)
 
 
 @cli.command("run")
 @click.argument("patterns", nargs=-1, required=True, metavar="JOB_ID...", shell_complete=complete_job_ids)
+@accept_removal_option
 @dry_run_option
 @connection_options(top_level=False)
-def run_now(patterns: tuple[str, ...], dry_run: bool) -> None:
-    """Make jobs due now: a running scheduler runs them when it next wakes."""
+def run_now(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> None:
+    """Make jobs due now: a running scheduler runs them when it next wakes.
+
+    A job whose trigger fires no more after this run (a one-off date, a cron past its end
+    date) is refused: APScheduler removes it after the run (--accept-removal goes ahead).
+    """
     from jobctl.kinds import aps3_changes as changes
 
-    _apply_to_each(patterns, changes.RunNow(), dry_run)
+    _apply_to_each(patterns, changes.RunNow(accept_removal=accept_removal), dry_run)
 
 
 @cli.command()

@@ -201,6 +201,8 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
     ]
     if detail["upcoming_error"]:
         lines.append(("upcoming", f"cannot compute: {detail['upcoming_error']}"))
+    if detail.get("upcoming_note"):
+        lines.append(("note", detail["upcoming_note"]))
     for n, when in enumerate(detail["upcoming"]):
         lines.append(("upcoming" if n == 0 else "", format_time(_parse(when), tz)))
     lines.append(("args", "(" + ", ".join(detail["args"]) + ("," if len(detail["args"]) == 1 else "") + ")"))

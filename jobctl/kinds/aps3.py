@@ -6,16 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import heapq
 import math
+import zoneinfo
 from collections.abc import Iterable, Iterator
 from typing import Any
 
 from jobctl import codec
 from jobctl.backends.base import Record
-from jobctl.codec.display import safe_repr
-from jobctl.codec.zones import utc_timestamp, zone_name
+from jobctl.codec.display import printable, safe_repr
+from jobctl.codec.zones import is_pytz, utc_timestamp, zone_name
 from jobctl.errors import ChangeRefused, UnreadableState
 from jobctl.schedule import fire, words
-from jobctl.times import format_iso, from_timestamp, now, relative
+from jobctl.times import format_iso, from_timestamp, in_zone, now, relative
 
 LATE_AFTER = dt.timedelta(minutes=1)  # a running scheduler picks due jobs up within seconds
 _REQUIRED = ("id", "func", "trigger", "next_run_time")
@@ -184,6 +185,31 @@ def zone_family(samples: Iterable[Record]) -> Any:
     return None
 
 
+def clock_change_note(job: Job, times: Iterable[dt.datetime]) -> str | None:
+    """Which rules fire times follow, when it matters: jobctl computes them with APScheduler
+    3.11, whose triggers use zoneinfo. A store written by an older release (pytz zones) runs
+    them with that release's rules, which differ while the clocks go back (a daily 01:30 New
+    York job: 3.6 to 3.10 run it once on 2027-11-07, 3.11 twice). Said when a time shown
+    falls in such an hour."""
+    zone = job.zone()
+    if not is_pytz(zone):
+        return None
+    name = zone_name(zone)
+    try:
+        rules = zoneinfo.ZoneInfo(name)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return None
+    for when in times:
+        wall = in_zone(when, rules).replace(tzinfo=None)
+        if wall.replace(tzinfo=rules, fold=0).utcoffset() != wall.replace(tzinfo=rules, fold=1).utcoffset():
+            return (
+                f"the clocks go back in {name} at {wall:%Y-%m-%d %H:%M}: these times follow APScheduler 3.11's "
+                "rules, and this store's older APScheduler (pytz zones) may run the job once where they show "
+                "two, or at another hour"
+            )
+    return None
+
+
 def upcoming_runs(jobs: Iterable[Job], at: dt.datetime, until: dt.datetime, problems: list[str]) -> Iterator[tuple[dt.datetime, Job]]:
     """Every (fire time, job) from `at` to `until`, in time order across all jobs.
 
@@ -191,11 +217,15 @@ def upcoming_runs(jobs: Iterable[Job], at: dt.datetime, until: dt.datetime, prob
     """
 
     def runs(job: Job) -> Iterator[tuple[dt.datetime, Job]]:
+        noted = False
         try:
             for when in fire.iter_fire_times(job.trigger, at, first=job.next_run_time):
                 if when > until:
                     return
                 if when >= at:
+                    if not noted and (note := clock_change_note(job, [when])):
+                        problems.append(f"{printable(job.id)}: {note}")
+                        noted = True
                     yield when, job
         except Exception as exc:  # noqa: BLE001 - one odd trigger does not stop the others
             problems.append(f"cannot compute the fire times of {job.id!r}: {exc}")
@@ -265,8 +295,10 @@ def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict
     except Exception:  # noqa: BLE001 - an odd trigger is shown as far as it can be
         zone, fields = None, {}
     try:
-        upcoming = [format_iso(t, tz) for t in job.upcoming(count, at)]
+        times = job.upcoming(count, at)
+        upcoming = [format_iso(t, tz) for t in times]
         upcoming_error = None
+        detail["upcoming_note"] = clock_change_note(job, times)
     except Exception as exc:  # noqa: BLE001 - a trigger we cannot compute is shown, not fatal
         upcoming, upcoming_error = [], str(exc) or type(exc).__name__
     detail.update(
@@ -284,6 +316,7 @@ def job_detail(job: Job, at: dt.datetime, tz: dt.tzinfo, count: int = 5) -> dict
             "pickle_protocol": _protocol(job),
         }
     )
+    detail.setdefault("upcoming_note", None)
     return detail
 
 

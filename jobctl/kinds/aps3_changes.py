@@ -89,26 +89,56 @@ class Pause(Change):
         return _said(f"{job.id} is already paused")
 
 
+@dataclass
 class Resume(Change):
-    verb, past = "resume", "resumed"
+    accept_removal: bool = False  # resume even when APScheduler will then remove the job
+    verb = "resume"
+    past = "resumed"
 
     def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         if job.next_run_time is not None:
             return None
-        return self.write(job, next_run_time=_next_fire(job.trigger, job.id, at))
+        when = _next_fire(job.trigger, job.id, at)  # as resume_job: the trigger's next from now
+        grace = job.misfire_grace_time
+        if when < at and grace is not None and (at - when).total_seconds() > grace and not self.accept_removal:
+            # a date trigger whose date has passed: APScheduler counts the run as missed and
+            # then removes the job, since the trigger fires no more
+            raise ChangeRefused(
+                f"{job.id!r} would be due {relative(when, at)}, over its {grace:g} s misfire grace: a running "
+                "scheduler would skip that run as missed and then remove the job. Give it a new time with "
+                f"'jobctl reschedule {job.id} --at TIME', or pass --accept-removal"
+            )
+        return self.write(job, next_run_time=when)
+
+    def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        text = f"resumed {before.id}: next run {_when(after.next_run_time, at, tz)}"
+        if _last_run(after):
+            text += "; after that run APScheduler removes the job (its trigger fires no more)"
+        return _said(text)
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         return _said(f"{job.id} is not paused (next run {_when(job.next_run_time, at, tz)})")
 
 
+@dataclass
 class RunNow(Change):
-    verb, past = "run", "made due now"
+    accept_removal: bool = False  # run even when APScheduler will then remove the job
+    verb = "run"
+    past = "made due now"
 
     def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         zone = job.zone()
-        return self.write(job, next_run_time=at.astimezone(zone if isinstance(zone, dt.tzinfo) else dt.timezone.utc))
+        now_in_zone = at.astimezone(zone if isinstance(zone, dt.tzinfo) else dt.timezone.utc)
+        if _fires_after(job, now_in_zone) is None and not self.accept_removal:
+            # after a run APScheduler asks the trigger for the next fire time after it: a
+            # date trigger, or one past its end date, has none, and the job is removed
+            raise ChangeRefused(
+                f"after this run APScheduler removes {job.id!r}: its trigger fires no more after it "
+                f"({job.schedule}); pass --accept-removal to run it once anyway"
+            )
+        return self.write(job, next_run_time=now_in_zone)
 
     def note(self, session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         # even with no sleeping scheduler to warn of, a run picked up late is skipped
@@ -122,9 +152,25 @@ class RunNow(Change):
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
-        if before.next_run_time is None:
+        if _last_run(after):
+            text += "; after this run APScheduler removes the job (its trigger fires no more)"
+        elif before.next_run_time is None:
             text += " (it was paused; after this run it follows its schedule again)"
         return _said(text)
+
+
+def _fires_after(job: Job, when: dt.datetime) -> dt.datetime | None:
+    """The fire time APScheduler gives the job after a run at `when` (None: it removes it)."""
+    try:
+        return fire.next_fire_time(fire.realize(job.trigger), when, when)
+    except Exception as exc:  # noqa: BLE001 - an odd trigger refuses the change, not a traceback
+        raise ChangeRefused(f"cannot compute the next run of {job.id!r}: {exc}") from None
+
+
+def _last_run(job: Job) -> bool:
+    """The job's next run is its last: APScheduler removes it after that run."""
+    when = job.next_run_time
+    return when is not None and _fires_after(job, when) is None
 
 
 def _next_fire(trigger: Any, job_id: str, at: dt.datetime, new_schedule: str | None = None) -> dt.datetime:
@@ -193,7 +239,14 @@ def wake_up_note(session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.
     wake = session.soonest_other(before.id)
     if before.next_run_timestamp is not None:
         wake = before.next_run_timestamp if wake is None else min(wake, before.next_run_timestamp)
-    if wake is None or wake <= new + 1:
+    if wake is None:
+        # with no job due, APScheduler 3 sleeps until its API wakes it (add_job, modify_job):
+        # a change written to the store from outside is not seen until then
+        return (
+            "\n  note: no other job in this store is scheduled, so a running scheduler may be asleep "
+            "until something wakes it (a wake-up job does: README: 'Scheduler wake-up')"
+        )
+    if wake <= new + 1:
         return ""
     when = from_timestamp(wake)
     sleep = f"\n  note: a running scheduler may sleep until {format_time(when, tz)} ({relative(when, at)}), when its next job is due"
