@@ -75,11 +75,15 @@ class SilentServer(_Server):
 
 class StallingProxy(_Server):
     """Forwards to `upstream` until `chunks` chunks have passed (both directions counted), then
-    keeps both connections open and forwards nothing more: a connection that stalls mid-way."""
+    keeps both connections open and forwards nothing more: a connection that stalls mid-way.
+    With `across`, the chunks are counted over all connections together: the path stalls
+    after some connections went through whole (a listing that stops at its 50th page)."""
 
-    def __init__(self, upstream: tuple[str, int], chunks: int, lifetime: float = 120) -> None:
+    def __init__(self, upstream: tuple[str, int], chunks: int, lifetime: float = 120, across: bool = False) -> None:
         self.upstream = upstream
         self.chunks = chunks
+        self.across = across
+        self.passed_across = 0
         super().__init__(lifetime)
 
     def accepted(self, client: socket.socket) -> None:
@@ -104,7 +108,12 @@ class StallingProxy(_Server):
                     if not data:
                         return
                     peers[key.fileobj].sendall(data)  # type: ignore[index]
-                    passed += 1
+                    if self.across:
+                        with self.lock:
+                            self.passed_across += 1
+                            passed = self.passed_across
+                    else:
+                        passed += 1
             while self._running():  # stalled: hold the sockets, read nothing, send nothing
                 time.sleep(0.2)
         except OSError:

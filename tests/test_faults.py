@@ -110,10 +110,11 @@ def test_a_connection_that_stalls_midway_is_given_up_on(big_server_store):
     every command ends within its bound, in one line."""
     url, table = big_server_store
     upstream = make_url_host_port(url)
-    for chunks in (1, 4, 12, 40):
-        with StallingProxy(upstream, chunks) as proxy:
+    for chunks, across in ((1, False), (4, False), (12, False), (40, False), (300, True), (600, True), (700, True)):
+        with StallingProxy(upstream, chunks, across=across) as proxy:
             stalled = through(url, proxy.port)
-            for args, failed in ((["health"], 3), (["list", "-o", "json"], 1)):
+            commands = ((["list", "-o", "json"], 1),) if across else ((["health"], 3), (["list", "-o", "json"], 1))
+            for args, failed in commands:
                 started = time.monotonic()
                 result = jobctl("--url", stalled, "--table", table, *args, env=BOUNDS)
                 waited = time.monotonic() - started
@@ -122,6 +123,8 @@ def test_a_connection_that_stalls_midway_is_given_up_on(big_server_store):
                 if result.returncode == failed:
                     text = result.stdout if failed == 3 else result.stderr
                     assert len(text.strip().splitlines()) == 1, text
+                    if failed == 1:
+                        assert result.stdout == "", "half a JSON document was printed"
                 else:
                     assert result.stdout.strip(), (chunks, args)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib.util
+import logging
 import os
 import socket
 import threading
@@ -95,6 +96,9 @@ class SqlJobTable(Backend):
             extra = _EXTRAS.get(backend)
             hint = f": pip install 'jobctl[{extra}]'" if extra else ""
             raise StoreError(f"the database driver for {url.drivername} is not installed ({exc.name}){hint}") from None
+        # SQLAlchemy logs a connection it could not reset (one our deadline cut) with a
+        # traceback; Python prints such records on stderr when nothing handles them
+        logging.getLogger("sqlalchemy").addHandler(logging.NullHandler())
         # first of the connect listeners: the cut must reach a connection before SQLAlchemy's
         # own first queries on it (dialect set-up) and ours (lock waits)
         event.listen(engine, "connect", lambda dbapi_connection, record: self.cut.watch(dbapi_connection), insert=True)
@@ -103,7 +107,7 @@ class SqlJobTable(Backend):
 
     def _table(self) -> Any:
         from sqlalchemy import Column, Float, LargeBinary, MetaData, Table, Unicode, inspect
-        from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+        from sqlalchemy.exc import SQLAlchemyError
 
         name, schema = self.target.table, self.target.schema
         where = f"{schema}.{name}" if schema else name
@@ -129,7 +133,7 @@ class SqlJobTable(Backend):
                         self.name,
                     )
                 columns = {c["name"] for c in inspector.get_columns(name, schema=schema)}
-        except DBAPIError as exc:
+        except self._failures() as exc:
             raise self._error(exc, "cannot reach") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read {self.location}: {_first_line(exc)}") from None
@@ -144,7 +148,7 @@ class SqlJobTable(Backend):
         In a write, a compared statement that found its row changed (_Rollback) or an insert
         whose id exists already (IntegrityError) undoes the transaction and answers False.
         """
-        from sqlalchemy.exc import DBAPIError, IntegrityError
+        from sqlalchemy.exc import IntegrityError
 
         if self.connection is not None:  # a step of transaction(), which handles errors
             return work(self.connection)
@@ -157,7 +161,7 @@ class SqlJobTable(Backend):
             if writes:
                 return False
             raise self._error(exc, "database error on") from None
-        except DBAPIError as exc:
+        except self._failures() as exc:
             raise self._error(exc, "database error on", writes) from None
         if self.sqlite:
             self.sqlite.check_stable()
@@ -165,7 +169,6 @@ class SqlJobTable(Backend):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[SqlJobTable]:
-        from sqlalchemy.exc import DBAPIError
 
         if self.connection is not None:
             yield self
@@ -175,7 +178,7 @@ class SqlJobTable(Backend):
                 steps = copy.copy(self)
                 steps.connection = connection
                 yield steps
-        except DBAPIError as exc:
+        except self._failures() as exc:
             raise self._error(exc, "database error on", writes=True) from None
         if self.sqlite:
             self.sqlite.check_stable()
@@ -200,24 +203,35 @@ class SqlJobTable(Backend):
         finally:
             timer.cancel()
 
+    def _failures(self) -> tuple[type[BaseException], ...]:
+        """What a failing database raises: SQLAlchemy's wrapper, and the driver's own errors,
+        which escape unwrapped where SQLAlchemy cleans up (a rollback on a connection our
+        deadline cut)."""
+        from sqlalchemy.exc import DBAPIError
+
+        dbapi = getattr(self.engine.dialect, "loaded_dbapi", None) or getattr(self.engine.dialect, "dbapi", None)
+        error = getattr(dbapi, "Error", None)
+        return (DBAPIError, error) if isinstance(error, type) and issubclass(error, Exception) else (DBAPIError,)
+
     def _error(self, exc: Any, doing: str, writes: bool = False) -> JobctlError:
         """A database error as one line: no answer in time (see _bounded), a lock waited out
         (see _bound_lock_waits), a deadlock broken, or the rest."""
-        message = _first_line(exc.orig)
+        orig = getattr(exc, "orig", exc)  # SQLAlchemy's wrapper, or the driver's own error
+        message = _first_line(orig)
         if self.cut.fired:
             outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
             return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_TIMEOUT){outcome}")
-        if _is_timeout(exc.orig):
+        if _is_timeout(orig):
             outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
             return StoreError(f"{self.location} did not answer in time (JOBCTL_TIMEOUT){outcome}: {message}")
-        if _lock_wait_expired(exc.orig):
+        if _lock_wait_expired(orig):
             outcome = ", so nothing was changed" if writes else ""
             return LockTimeout(
                 f"another transaction held a lock for more than {self.lock_seconds} s{outcome} "
                 "(JOBCTL_LOCK_TIMEOUT sets the wait)",
                 whole_store=self.whole_store_lock,
             )
-        if _conflict(exc.orig):
+        if _conflict(orig):
             return Conflict(f"the database broke a deadlock on {self.location}; nothing was changed")
         if self.sqlite:
             explained = self.sqlite.explain(message)

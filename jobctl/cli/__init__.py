@@ -311,19 +311,32 @@ def write_data(text: str) -> None:
     click.echo(text, nl=False, color=True)
 
 
+def write_document(chunks: Any) -> None:
+    """A whole document or nothing: the chunks are gathered (in memory up to 16 MB, then in a
+    temporary file) and written once all are made, so a command that fails midway (a store
+    that stops answering at page 50) never leaves half a JSON document for a program to read."""
+    import tempfile
+
+    with tempfile.SpooledTemporaryFile(max_size=16 * 2**20, mode="w+", encoding="utf-8") as spool:
+        for chunk in chunks:
+            spool.write(chunk)
+        spool.seek(0)
+        while block := spool.read(2**20):
+            write_data(block)
+
+
 def emit(rows: Any, csv_fields: list[str], plain: Any, table: Any, no_headers: bool, empty: str) -> None:
-    """Rows in the chosen output format: json and csv streamed, the table fitted once all are in.
+    """Rows in the chosen output format: JSON and CSV whole documents or nothing, plain lines
+    streamed, the table fitted once all are in.
 
     JSON and CSV keep every id exact; `plain` lines and the table escape control characters."""
     from jobctl.cli import render
 
     fmt = output()
     if fmt == "json":
-        for chunk in render.json_array(rows):
-            write_data(chunk)
+        write_document(render.json_array(rows))
     elif fmt == "csv":
-        for chunk in render.csv_lines(rows, csv_fields, headers=not no_headers):
-            write_data(chunk)
+        write_document(render.csv_lines(rows, csv_fields, headers=not no_headers))
     elif fmt == "plain":
         for row in rows:
             write_data(plain(row) + "\n")
@@ -555,8 +568,7 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
             for line in lines:
                 out.write(line)
     else:
-        for line in lines:
-            write_data(line)
+        write_document(lines)
 
 
 @cli.command("import")
