@@ -21,6 +21,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from jobctl.backends import Backend, Record, Stats, Target, open_backend
 from jobctl.errors import ChangeRefused, Conflict, LockTimeout, NoSuchJob, UsageError
@@ -32,6 +33,7 @@ MAX_ATTEMPTS = 50  # compare-and-swap attempts within the deadline
 PAGE = 1000  # records a read step takes: milliseconds of a lock on SQLite
 MAX_PAGE = 64000
 _GLOB_CHARS = set("*?[")
+T = TypeVar("T")
 
 
 def is_pattern(text: str) -> bool:
@@ -194,47 +196,36 @@ class Session:
         """Read, change and write one record; returns (before, after), after None when `apply`
         left it alone. Compare-and-swap: a record changed between read and write is read again
         and the change re-applied, until the lock deadline; then the change is refused."""
-        deadline = time.monotonic() + self.lock_seconds
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                # one transaction: where the store has row locks, the record stays locked
-                # from this read to the write, so concurrent writers wait their turn
-                with self.backend.transaction() as steps:
-                    before = _exactly(steps.get([job_id], lock=not dry_run), job_id)
-                    after = apply(before)
-                    if after is None or dry_run:
-                        return before, after
-                    if after.id != before.id:
-                        raise ChangeRefused(f"a change may not rename job {job_id!r}")
-                    if steps.swap(before, after):
-                        return before, after
-            except LockTimeout as exc:
-                raise LockTimeout(f"job {job_id!r}: {exc}", whole_store=exc.whole_store) from None
-            except Conflict:
-                pass  # the database undid our step to break a deadlock: run it again
-            if time.monotonic() >= deadline:
-                break
-            _back_off(attempt)
-        raise ChangeRefused(f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
+
+        def attempt() -> tuple[Record, Record | None] | None:
+            # one transaction: where the store has row locks, the record stays locked from
+            # this read to the write, so concurrent writers wait their turn
+            with self.backend.transaction() as steps:
+                before = _exactly(steps.get([job_id], lock=not dry_run), job_id)
+                after = apply(before)
+                if after is None or dry_run:
+                    return before, after
+                if after.id != before.id:
+                    raise ChangeRefused(f"a change may not rename job {job_id!r}")
+                return (before, after) if steps.swap(before, after) else None
+
+        try:
+            return self._until_written(attempt, f"job {job_id!r} kept changing while jobctl tried to change it; nothing was changed")
+        except LockTimeout as exc:
+            raise LockTimeout(f"job {job_id!r}: {exc}", whole_store=exc.whole_store) from None
 
     def remove(self, ids: Sequence[str], dry_run: bool = False) -> Removal:
         """Remove exactly these records in one atomic step, each as it is now; ids another
         process removed meanwhile are reported, not an error here."""
-        deadline = time.monotonic() + self.lock_seconds
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> Removal | None:
             found = self.get_many(ids)
             removal = Removal([i for i in ids if i in found], [i for i in ids if i not in found])
-            if dry_run or not found:
+            if dry_run or not found or self.backend.delete([found[i] for i in removal.removed]):
                 return removal
-            try:
-                if self.backend.delete([found[i] for i in removal.removed]):
-                    return removal
-            except Conflict:
-                pass
-            if time.monotonic() >= deadline:
-                break
-            _back_off(attempt)
-        raise ChangeRefused("the jobs kept changing while jobctl tried to remove them; nothing was removed")
+            return None
+
+        return self._until_written(attempt, "the jobs kept changing while jobctl tried to remove them; nothing was removed")
 
     def import_(self, records: Sequence[Record], replace: bool, dry_run: bool = False) -> Import:
         """Insert records exactly as given, all or nothing; existing ids are refused unless
@@ -242,24 +233,36 @@ class Session:
         if any(r.data is None for r in records):
             raise UsageError("an imported job has no stored state")
         ids = [r.id for r in records]
-        deadline = time.monotonic() + self.lock_seconds
-        for attempt in range(MAX_ATTEMPTS):
+
+        def attempt() -> Import | None:
             existing = self.get_many(ids)
             if existing and not replace:
                 shown = ", ".join(sorted(existing)[:5]) + (" …" if len(existing) > 5 else "")
                 raise ChangeRefused(f"{len(existing)} job(s) already exist ({shown}): pass --replace to overwrite them")
             result = Import([i for i in ids if i not in existing], [i for i in ids if i in existing])
-            if dry_run:
+            if dry_run or self.backend.insert(records, replacing=list(existing.values())):
                 return result
+            return None
+
+        return self._until_written(attempt, "the store kept changing while jobctl tried to import; nothing was imported")
+
+    def _until_written(self, attempt: Callable[[], T | None], refusal: str) -> T:
+        """The one retry loop: run `attempt` (read, then one conditional write) until it
+        returns a result. None means a record changed between its read and its write, and a
+        Conflict that the database undid the step to break a deadlock: either way nothing was
+        written, so read again and retry, within the lock deadline; then refuse."""
+        deadline = time.monotonic() + self.lock_seconds
+        for number in range(MAX_ATTEMPTS):
             try:
-                if self.backend.insert(records, replacing=list(existing.values())):
-                    return result
+                result = attempt()
             except Conflict:
-                pass
+                result = None
+            if result is not None:
+                return result
             if time.monotonic() >= deadline:
                 break
-            _back_off(attempt)
-        raise ChangeRefused("the store kept changing while jobctl tried to import; nothing was imported")
+            _back_off(number)
+        raise ChangeRefused(refusal)
 
     def undo_create(self) -> None:
         self.backend.undo_create()
