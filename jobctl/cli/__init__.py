@@ -317,7 +317,8 @@ def write_document(chunks: Any) -> None:
     that stops answering at page 50) never leaves half a JSON document for a program to read."""
     import tempfile
 
-    with tempfile.SpooledTemporaryFile(max_size=16 * 2**20, mode="w+", encoding="utf-8") as spool:
+    # newline="": a carriage return inside a CSV field must come back as it went in
+    with tempfile.SpooledTemporaryFile(max_size=16 * 2**20, mode="w+", encoding="utf-8", newline="") as spool:
         for chunk in chunks:
             spool.write(chunk)
         spool.seek(0)
