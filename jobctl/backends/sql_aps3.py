@@ -242,11 +242,16 @@ class SqlJobTable(Backend):
     # --- reading ---------------------------------------------------------------------
 
     def _select(self) -> Any:
-        """SELECT id, next_run_time, job_state: the one query every reader builds on."""
-        from sqlalchemy import select
+        """SELECT id, next_run_time, job_state: the one query every reader builds on.
+
+        The values come back as the driver gives them: no SQLAlchemy type converts them, since
+        SQLAlchemy 2.0.0's LargeBinary called bytes() on whatever a damaged row held (a huge
+        INTEGER became that many zero bytes, a TEXT an error), and Float rounds."""
+        from sqlalchemy import select, type_coerce
+        from sqlalchemy.types import NullType
 
         c = self.jobs.c
-        return select(c.id, c.next_run_time, c.job_state)
+        return select(c.id, type_coerce(c.next_run_time, NullType()), type_coerce(c.job_state, NullType()))
 
     def _hint_filter(self, hint: Sequence[str]) -> Any:
         """A prefilter for globs: the caller matches exactly afterwards (LIKE ignores case on
