@@ -112,3 +112,21 @@ def test_words_of_a_from_crontab_job_match_its_fire_times():
     times = [trigger.get_next_fire_time(None, dt.datetime(2026, 11, 23 + n, 10, tzinfo=UTC)) for n in range(7)]
     assert {t.strftime("%A") for t in times} == {"Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"}
     assert words(trigger).startswith("Tuesday to Saturday")
+
+
+def test_a_crafted_row_cannot_lend_its_words_to_a_real_one():
+    """Words are cached by what they depend on. A crafted expression holding the same values
+    under other names (first and last swapped, in the other order) must not share a real
+    row's cache entry, whichever is described first."""
+    real = pickle.dumps(CronTrigger(hour="9-17", minute=0, timezone=UTC))
+    crafted = codec.decode(real)
+    hour = next(f for f in vars(crafted)["fields"] if vars(f)["name"] == "hour")
+    [expression] = vars(hour)["expressions"]
+    values = vars(expression)
+    swapped = {"last": values["first"], "first": values["last"], **{k: v for k, v in values.items() if k not in ("first", "last")}}
+    values.clear()
+    values.update(swapped)
+    crafted_words = schedule_words.describe(crafted)
+    assert "17 to 9" in crafted_words, crafted_words
+    real_words = schedule_words.describe(codec.decode(real))
+    assert "9 to 17" in real_words, real_words

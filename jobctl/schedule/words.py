@@ -67,14 +67,22 @@ _WORDS_CACHE_SIZE = 10000
 
 
 def _cron_key(state: dict) -> tuple:
-    """Everything a cron trigger's words depend on, cheaply hashable."""
+    """Everything a cron trigger's words depend on, exactly: each field's class and name, and
+    each expression's class, attribute names, and values with their types (1, 1.0 and True
+    are equal keys in a dict; a crafted row must not lend its words to a real one)."""
     fields = tuple(
         [
-            (vars(field)["name"], *[(type(e), *vars(e).values()) for e in vars(field)["expressions"]])
+            (type(field), vars(field)["name"], *[(type(e), *_exactly(vars(e))) for e in vars(field)["expressions"]])
             for field in state["fields"]
         ]
     )
-    return zone_name(state.get("timezone")), state.get("end_date"), state.get("jitter"), fields
+    return zone_name(state.get("timezone")), _exactly(state, ("end_date", "jitter")), fields
+
+
+def _exactly(attributes: dict, names: tuple[str, ...] | None = None) -> tuple:
+    """(name, type, value) for each attribute, in a fixed order."""
+    keys = sorted(attributes) if names is None else names
+    return tuple((key, type(attributes.get(key)), attributes.get(key)) for key in keys)
 
 
 def describe(trigger: Any) -> str:
@@ -94,7 +102,7 @@ def describe(trigger: Any) -> str:
         if kind == "cron":
             key = _cron_key(state)
         elif kind in ("and", "or") and all(ref == f"{_CRON}:CronTrigger" for ref, _ in state["triggers"]):
-            key = (kind, state.get("jitter"), *[_cron_key(sub) for _, sub in state["triggers"]])
+            key = (kind, _exactly(state, ("jitter",)), *[_cron_key(sub) for _, sub in state["triggers"]])
         if key is not None and key in _WORDS_CACHE:
             return _WORDS_CACHE[key]
         words = _describe(kind, state)
