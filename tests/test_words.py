@@ -123,7 +123,12 @@ def test_a_crafted_row_cannot_lend_its_words_to_a_real_one():
     hour = next(f for f in vars(crafted)["fields"] if vars(f)["name"] == "hour")
     [expression] = vars(hour)["expressions"]
     values = vars(expression)
-    swapped = {"last": values["first"], "first": values["last"], **{k: v for k, v in values.items() if k not in ("first", "last")}}
+    # the same values in the same order as the real row's, under the other names
+    names = list(values)
+    i, j = names.index("first"), names.index("last")
+    names[i], names[j] = names[j], names[i]
+    swapped = dict(zip(names, values.values()))
+    assert tuple(swapped.values()) == tuple(values.values()) and swapped != values
     values.clear()
     values.update(swapped)
     crafted_words = schedule_words.describe(crafted)
