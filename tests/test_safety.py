@@ -203,3 +203,41 @@ def test_a_custom_trigger_class_is_shown_not_an_error(store_copy):
     assert shown.returncode == 0, shown.stderr
     detail = json.loads(shown.stdout)
     assert detail["trigger"] == "custom trigger MyTrigger" and detail["upcoming_error"]
+
+
+BOUND_METHODS_APP = '''
+class Mailer:
+    def __init__(self, address):
+        self.address = address
+
+    def notify(self, text=""):
+        return self.address, text
+'''
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_bound_methods_in_job_arguments_are_inert_and_write_back_exactly(protocol, tmp_path, monkeypatch):
+    """APScheduler runs jobs whose arguments hold bound methods (pickled as
+    getattr(obj, 'notify')); jobctl records the look-up, never makes it, shows it, and writes
+    the same bytes back. Attribute look-ups on classes and functions jobctl resolved stay refused."""
+    import importlib
+    import sys
+
+    (tmp_path / "mailapp.py").write_text(BOUND_METHODS_APP)
+    monkeypatch.syspath_prepend(str(tmp_path))  # only to make the pickle, as the application does
+    mailapp = importlib.import_module("mailapp")
+    try:
+        state = {"id": "notify", "func": "mailapp:run", "args": (mailapp.Mailer("ops@example.com").notify, "abc".upper),
+                 "kwargs": {"then": mailapp.Mailer("b@example.com").notify}, "next_run_time": None, "trigger": None}
+        data = pickle.dumps(state, protocol=protocol)
+    finally:
+        sys.modules.pop("mailapp", None)
+    decoded = codec.decode(data)
+    from jobctl.codec.display import safe_repr
+
+    shown = safe_repr(decoded["args"])
+    assert "mailapp.Mailer(" in shown and ".notify" in shown and "'abc'.upper" in shown, shown
+    assert codec.encode(decoded, protocol) == data
+    for hostile in ("getattr-datetime-module", "getattr-zoneinfo-dunder", "getattr-import"):
+        with pytest.raises(UnreadableState):
+            codec.decode(hostile_pickles(tmp_path / "ran")[hostile])

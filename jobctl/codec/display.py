@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from jobctl.codec.standins import StandIn, StateRecord, global_name, is_stand_in
+from jobctl.codec.standins import BoundAttribute, StandIn, StateRecord, global_name, is_stand_in
 from jobctl.codec.zones import zone_name
 
 
@@ -58,6 +58,8 @@ def _repr(value: Any, depth: int, items: int, active: set[int]) -> str:
         return "(" + seq(value, len(value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, (set, frozenset)):
         return "{" + seq(value, len(value)) + "}" if value else "set()"
+    if isinstance(value, BoundAttribute):
+        return f"{inner(value.obj)}.{value.name}"
     if is_stand_in(value):
         return _stand_in_repr(value, inner, seq)
     if isinstance(value, type) and issubclass(value, (StandIn, StateRecord)):

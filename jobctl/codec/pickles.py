@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from jobctl.codec.standins import (
     _NOSTATE,
     RECORD_CLASSES,
+    BoundAttribute,
     StandIn,
     StateRecord,
     ref_of,
@@ -92,10 +93,18 @@ def _wrap_zone(zone: Any, key: Any = None):
     return ShimZone(zone, key)
 
 
+# what a bound method's object may be for its look-up to be recorded: a stand-in instance, or
+# plain data. Never a class or function jobctl resolved: those stay out of reach.
+_INERT_TYPES = (str, bytes, bytearray, int, float, complex, bool, tuple, list, dict, set, frozenset, type(None))
+
+
 def _getattr(obj: Any, name: Any):
-    """Only the two attribute look-ups real job state contains."""
+    """The attribute look-ups real job state contains: zoneinfo's unpickler, a nested class
+    of a stand-in, and a bound method of an inert object (recorded, never looked up)."""
     if obj is zoneinfo.ZoneInfo and name == "_unpickle":
         return _ZONEINFO_UNPICKLE
+    if isinstance(name, str) and (isinstance(obj, StandIn) or type(obj) in _INERT_TYPES):
+        return BoundAttribute(obj, name)
     if (
         isinstance(obj, type)
         and issubclass(obj, (StandIn, StateRecord))
@@ -297,6 +306,8 @@ class _Pickler(_PythonPickler):  # the Python pickler: its save_global can be ov
             return copyreg._reconstructor, (type(obj), object, None), state  # type: ignore[attr-defined]  # private, not in typeshed
         if isinstance(obj, StandIn):
             return _stand_in_reduce(obj, self.proto)
+        if isinstance(obj, BoundAttribute):
+            return getattr, (obj.obj, obj.name)  # as Python pickles a bound method
         if isinstance(obj, ShimZone):
             return stand_in_class("pytz_deprecation_shim._impl", "wrap_zone"), obj.wrap_args
         return NotImplemented

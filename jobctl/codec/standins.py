@@ -99,6 +99,26 @@ def global_name(cls: type[StandIn] | type[StateRecord]) -> str:
     return f"{module}.{name}"
 
 
+class BoundAttribute:
+    """`getattr(obj, name)` as a pickle wrote it: how Python pickles a bound method
+    (`args=[mailer.notify]`, `"abc".upper`). Recorded, never looked up, and written back as the
+    same getattr call; `obj` is itself inert (a stand-in or plain data)."""
+
+    __slots__ = ("obj", "name")
+    obj: Any
+    name: str
+
+    def __init__(self, obj: Any, name: str) -> None:
+        object.__setattr__(self, "obj", obj)
+        object.__setattr__(self, "name", name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise UnreadableState("refused setting an attribute on an attribute look-up")
+
+    def __repr__(self) -> str:
+        return f"<attribute {self.name!r} of {type(self.obj).__name__}>"
+
+
 def is_stand_in(obj: Any) -> TypeGuard[StandIn | StateRecord]:
     return isinstance(obj, (StandIn, StateRecord))
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 from jobctl.codec import RECORD_CLASSES, StateRecord, global_name, is_stand_in, ref_of, stand_in_class
+from jobctl.codec.standins import BoundAttribute
 from jobctl.codec.zones import in_family
 from jobctl.schedule.words import _CRON, _EXPRESSIONS, _FIELDS, KINDS, state_of, trigger_type
 
@@ -71,6 +72,8 @@ def _realize_value(value: Any) -> Any:
         obj = _real_class(ref).__new__(_real_class(ref))
         obj.__dict__.update(_realize_value(vars(value)))
         return obj
+    if isinstance(value, BoundAttribute):
+        raise ValueError(f"trigger state holds an attribute look-up {value.name!r}")
     if is_stand_in(value):
         raise ValueError(f"trigger state holds an unknown object {global_name(type(value))}")
     if isinstance(value, dict):
