@@ -126,3 +126,66 @@ def test_a_long_listing_with_an_odd_row_past_the_workers_start_is_whole_json(odd
     listed = jobctl("--url", url, "--tz", "Europe/Paris", "list", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     assert len(json.loads(listed.stdout)) == 6000 + len(rows(path)) - 6000
+
+
+MEASURED = """
+import resource, sys, time
+from jobctl.cli import main
+started = time.monotonic()
+try:
+    main(sys.argv[1:])
+except SystemExit as exc:
+    code = exc.code
+took = time.monotonic() - started
+print(f"MEASURED {code} {took:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}", file=sys.stderr)
+"""
+
+
+def measured(*args: str) -> tuple[int, float, float, str, str]:
+    """jobctl in its own process: (exit code, seconds, peak RSS in MB, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}
+    result = subprocess.run([sys.executable, "-c", MEASURED, *args], capture_output=True, text=True, env=env, timeout=120)
+    line = [x for x in result.stderr.splitlines() if x.startswith("MEASURED ")][-1].split()
+    return int(line[1]), float(line[2]), float(line[3]), result.stdout, result.stderr
+
+
+def test_crafted_rows_cost_bounded_time_and_memory(store_copy):
+    """Before: the 64-level shared OrTrigger (1.6 kB) hung list, show and upcoming while memory
+    grew past 3 GB, and the memo written at index 2**28 cost 4.2 GB in the unpickler."""
+    from jobctl.codec.standins import stand_in_class
+
+    path, url = store_copy()
+    good = rows(path)["daily_reports"][1]
+    state = codec.decode(good)
+
+    def bomb(levels: int) -> bytes:
+        sub: dict = dict(vars(state["trigger"]))
+        ref = "apscheduler.triggers.cron:CronTrigger"
+        for _ in range(levels):  # each level holds the one below twice: 2**levels leaves, each level written once
+            sub = {"version": 1, "triggers": [(ref, sub), (ref, sub)], "jitter": None}
+            ref = "apscheduler.triggers.combining:OrTrigger"
+        record = object.__new__(stand_in_class("apscheduler.triggers.combining", "OrTrigger"))
+        record.__dict__.update(sub)
+        return codec.encode({**state, "id": f"bomb{levels}", "trigger": record}, 5)
+
+    assert len(bomb(64)) < 4000
+    memo = b"\x80\x02N" + b"r" + (2**28).to_bytes(4, "little") + b"."  # LONG_BINPUT at 2**28
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO apscheduler_jobs VALUES ('bomb', 1.9e9, ?)", (bomb(64),))
+        db.execute("INSERT INTO apscheduler_jobs VALUES ('bomb20', 1.9e9, ?)", (bomb(20),))
+        db.execute("INSERT INTO apscheduler_jobs VALUES ('memo', 1.9e9, ?)", (memo,))
+    db.close()
+    for args in (["list", "-o", "json"], ["show", "bomb"], ["show", "bomb20"], ["show", "memo"], ["upcoming", "--within", "30d"],
+                 ["health", "--detailed"], ["export"]):
+        code, seconds, megabytes, out, err = measured("--url", url, *args)
+        assert code in (0, 1, 2) and "Traceback" not in err and "internal error" not in err, (args, err)
+        assert seconds < 10 and megabytes < 400, (args, seconds, megabytes)
+    jobs = {j["id"]: j for j in json.loads(measured("--url", url, "list", "-o", "json")[3])}
+    assert jobs["bomb"]["state"] == "unreadable" and "levels deep" in jobs["bomb"]["error"], jobs["bomb"]
+    assert jobs["bomb20"]["state"] == "unreadable" and "parts" in jobs["bomb20"]["error"], jobs["bomb20"]
+    assert jobs["memo"]["state"] == "unreadable", jobs["memo"]
+    assert jobs["daily_reports"]["state"] in ("scheduled", "overdue")

@@ -3,9 +3,11 @@ one line and an exit code in main(), the one place that happens."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -677,13 +679,45 @@ def demo(path: str) -> None:
 # --- the one place errors become messages and exit codes -------------------------------------
 
 
+MEMORY_HEADROOM = 2 << 30  # bytes jobctl may grow by while it runs
+
+
+@contextlib.contextmanager
+def memory_ceiling(headroom: int = MEMORY_HEADROOM) -> Iterator[None]:
+    """No crafted row may take the machine's memory: while a command runs, the process may
+    grow by at most `headroom` (2 GiB; jobctl itself needs well under 200 MB at a million jobs).
+    A pickle that puts its memo at index 2**28 makes the C unpickler allocate 4 GiB at once;
+    past the ceiling that allocation fails at once, and the row is unreadable. Linux only."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm") as statm:
+            size = int(statm.read().split()[0]) * resource.getpagesize()
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    ceiling = size + headroom
+    if hard != resource.RLIM_INFINITY:
+        ceiling = min(ceiling, hard)
+    if soft != resource.RLIM_INFINITY and soft <= ceiling:
+        yield  # already as tight
+        return
+    resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or bool(os.environ.get("JOBCTL_DEBUG"))
     if not args:  # plain `jobctl`: the help, as kubectl does
         args = ["--help"]
     try:
-        code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
+        with memory_ceiling():
+            code = cli.main(args=args, prog_name="jobctl", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.UsageError as exc:

@@ -251,6 +251,8 @@ def decode(data: bytes) -> Any:
         raise
     except RecursionError:
         raise UnreadableState("pickle nested too deeply") from None
+    except MemoryError:  # past the process's memory ceiling (jobctl.cli.memory_ceiling)
+        raise UnreadableState("decoding it needs more memory than jobctl allows (a crafted pickle?)") from None
     except Exception as exc:  # noqa: BLE001 - any failure means this one row is unreadable
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UnreadableState(f"cannot decode job state: {reason}") from None

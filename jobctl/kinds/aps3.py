@@ -40,6 +40,48 @@ def _check_time(value: Any) -> None:
         raise UnreadableState(f"its next run time cannot be read ({exc})") from None
 
 
+TRIGGER_PARTS = 5000  # parts of a trigger jobctl walks, shared ones counted each time
+TRIGGER_DEPTH = 100  # levels of nesting (a combining trigger in another is 3: list, pair, state)
+
+
+def _check_size(trigger: Any) -> None:
+    """Refuse a trigger too big or too deep to walk: the words, the fire-time search and the
+    display all walk it, counting a part shared in several places once per place. A crafted
+    1.6 kB row (an OrTrigger whose trigger list holds each level twice, 64 levels deep) is
+    2**64 parts to them: they ran for ever while memory grew past 3 GB.
+
+    The size each walker would see is computed with each shared part sized once, so this
+    check costs what the trigger's distinct parts are (a few dozen for a cron trigger)."""
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, depth: int) -> int:
+        if type(value) in _LEAVES:
+            return 1
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        if depth > TRIGGER_DEPTH:
+            raise UnreadableState(f"its trigger is nested more than {TRIGGER_DEPTH} levels deep: it cannot be read safely")
+        if isinstance(value, dict):
+            items: Any = value.values()
+        elif isinstance(value, (list, tuple, set, frozenset)):
+            items = value
+        elif hasattr(value, "__dict__") and not isinstance(value, (type, dt.tzinfo)):
+            items = vars(value).values()
+        else:
+            return 1
+        total = 1 + sum(size(item, depth + 1) for item in items)
+        if total > TRIGGER_PARTS:
+            raise UnreadableState(f"its trigger has more than {TRIGGER_PARTS} parts, counting shared ones: it cannot be read safely")
+        sizes[id(value)] = total
+        return total
+
+    size(trigger, 0)
+
+
+_LEAVES = frozenset({int, float, str, bool, type(None), bytes, dt.datetime, dt.date, dt.time, dt.timedelta})
+
+
 class Job:
     """One stored job. `error` is set (and `state` None) when it is unreadable."""
 
@@ -64,6 +106,8 @@ class Job:
             if not isinstance(decoded.get("version", 1), int) or decoded.get("version", 1) > 1:
                 raise UnreadableState(f"job state version {decoded['version']!r} is not APScheduler 3's")
             _check_time(decoded["next_run_time"])
+            if words.trigger_type(decoded["trigger"]) in ("and", "or"):
+                _check_size(decoded["trigger"])  # the only triggers the walkers recurse into
             self.state = decoded
         except UnreadableState as exc:
             self.error = str(exc)

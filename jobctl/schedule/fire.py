@@ -48,10 +48,22 @@ def realize(trigger: Any) -> Any:
     ref = ref_of(trigger)
     if ref is None:
         return trigger  # already real (a trigger jobctl built itself)
-    return _realize_trigger(ref, vars(trigger))
+    return _realize_trigger(ref, vars(trigger), [REALIZE_PARTS])
 
 
-def _realize_trigger(ref: tuple[str, str], state: dict) -> Any:
+REALIZE_PARTS = 5000  # parts of trigger state built into real objects, shared ones counted each time
+
+
+def _spend(budget: list[int]) -> None:
+    """One more part: a crafted trigger that shares its parts (each level twice, 64 levels
+    deep) is 2**64 parts to build, and must stop here rather than run out of memory."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError(f"its trigger has more than {REALIZE_PARTS} parts, counting shared ones")
+
+
+def _realize_trigger(ref: tuple[str, str], state: dict, budget: list[int]) -> Any:
+    _spend(budget)
     cls = _real_class(ref)
     obj: Any = cls.__new__(cls)  # an APScheduler trigger, which has no type hints
     if KINDS.get(ref) in ("and", "or"):
@@ -60,26 +72,27 @@ def _realize_trigger(ref: tuple[str, str], state: dict) -> Any:
         obj.triggers = []
         for ref_text, sub_state in state["triggers"]:
             sub_ref = tuple(ref_text.split(":", 1))
-            obj.triggers.append(_realize_trigger(sub_ref, _realize_value(sub_state)))
+            obj.triggers.append(_realize_trigger(sub_ref, _realize_value(sub_state, budget), budget))
         return obj
-    obj.__setstate__(_realize_value(state))
+    obj.__setstate__(_realize_value(state, budget))
     return obj
 
 
-def _realize_value(value: Any) -> Any:
+def _realize_value(value: Any, budget: list[int]) -> Any:
+    _spend(budget)
     if isinstance(value, StateRecord):
         ref = type(value).__stand_in_ref__
         obj = _real_class(ref).__new__(_real_class(ref))
-        obj.__dict__.update(_realize_value(vars(value)))
+        obj.__dict__.update(_realize_value(vars(value), budget))
         return obj
     if isinstance(value, BoundAttribute):
         raise ValueError(f"trigger state holds an attribute look-up {value.name!r}")
     if is_stand_in(value):
         raise ValueError(f"trigger state holds an unknown object {global_name(type(value))}")
     if isinstance(value, dict):
-        return {k: _realize_value(v) for k, v in value.items()}
+        return {k: _realize_value(v, budget) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_realize_value(v) for v in value)
+        return type(value)(_realize_value(v, budget) for v in value)
     return value
 
 
