@@ -4,6 +4,7 @@ the inert stand-ins they share, and the time zones job state holds.
 Nothing here imports or calls what a row names; see `pickles` for the allow-list.
 """
 
+from jobctl.codec.opcodes import MAX_OPERATIONS, MAX_PICKLE_BYTES
 from jobctl.codec.pickles import decode, encode, protocol_of
 from jobctl.codec.standins import (
     RECORD_CLASSES,
@@ -16,6 +17,8 @@ from jobctl.codec.standins import (
 )
 
 __all__ = [
+    "MAX_OPERATIONS",
+    "MAX_PICKLE_BYTES",
     "RECORD_CLASSES",
     "StandIn",
     "StateRecord",

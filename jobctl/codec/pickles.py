@@ -23,6 +23,7 @@ import re
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
+from jobctl.codec import opcodes
 from jobctl.codec.standins import (
     _NOSTATE,
     RECORD_CLASSES,
@@ -244,7 +245,11 @@ class SafeUnpickler(pickle.Unpickler):
 
 
 def decode(data: bytes) -> Any:
-    """Unpickle without resolving anything outside the allow-list. Raises UnreadableState."""
+    """Unpickle without resolving anything outside the allow-list. Raises UnreadableState.
+
+    The opcodes are checked first (codec.opcodes): a row that would make the unpickler
+    allocate or work far beyond its size is refused before it runs."""
+    opcodes.check(data)
     try:
         return SafeUnpickler(io.BytesIO(data)).load()
     except UnreadableState:
