@@ -97,6 +97,35 @@ def test_a_row_of_millions_of_tiny_objects_is_refused(tmp_path):
     assert measured["outcome"].startswith("UnreadableState:") and "operations" in measured["outcome"], measured
 
 
+def _memo_get(index: int) -> bytes:
+    return b"j" + index.to_bytes(4, "little")
+
+
+def test_an_allowed_function_called_again_and_again_on_big_arguments_is_refused(tmp_path):
+    """_codecs.encode of one 8 MiB string, 200 times over through the memo (1.6 GB of results
+    from a row of 8 MiB): before, it ran out of memory."""
+    text = "x" * (8 << 20)
+    row = (b"\x80\x04" + b"\x8c\x07_codecs\x8c\x06encode\x93\x94"  # memo 0: the function
+           + b"X" + len(text).to_bytes(4, "little") + text.encode() + b"\x8c\x06latin1\x86\x94"  # memo 1: (text, 'latin1')
+           + b"]" + b"(" + (_memo_get(0) + _memo_get(1) + b"R") * 200 + b"e.")
+    (tmp_path / "row").write_bytes(row)
+    measured = measure(f"jobctl.codec.decode(open({str(tmp_path / 'row')!r}, 'rb').read())")
+    assert_bounded(measured)
+    assert measured["outcome"].startswith("UnreadableState:") and "work" in measured["outcome"], measured
+
+
+def test_time_zones_built_again_and_again_from_files_are_refused(tmp_path):
+    """ZoneInfo.no_cache reads the zone's file each time: 20,000 of them took several seconds."""
+    call = _memo_get(0) + _memo_get(1) + b"R"
+    row = (b"\x80\x02c__builtin__\ngetattr\n(czoneinfo\nZoneInfo\nX\x09\x00\x00\x00_unpickletR\x94"  # memo 0
+           + b"X\x0c\x00\x00\x00Europe/ParisK\x00\x86\x94"  # memo 1: ('Europe/Paris', 0)
+           + b"](" + call * 20000 + b"e.")
+    (tmp_path / "row").write_bytes(row)
+    measured = measure(f"jobctl.codec.decode(open({str(tmp_path / 'row')!r}, 'rb').read())")
+    assert_bounded(measured)
+    assert measured["outcome"].startswith("UnreadableState:") and "work" in measured["outcome"], measured
+
+
 @pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
 def test_rows_past_the_quick_check_still_decode(protocol):
     """Long strings, a memo of more than 65,536 entries and big payloads take the exact path."""

@@ -23,7 +23,7 @@ import re
 import zoneinfo
 from typing import TYPE_CHECKING, Any
 
-from jobctl.codec import opcodes
+from jobctl.codec import budget, opcodes
 from jobctl.codec.standins import (
     _NOSTATE,
     RECORD_CLASSES,
@@ -56,6 +56,7 @@ def _pytz_p(zone: Any, utcoffset: Any = None, dstoffset: Any = None, tzname: Any
             raise UnreadableState("malformed pytz time zone offset")
     if tzname is not None and not isinstance(tzname, str):
         raise UnreadableState("malformed pytz time zone name")
+    budget.spend(budget.ZONE)
     return _private_copy(unpickler(zone, utcoffset, dstoffset, tzname))
 
 
@@ -76,6 +77,7 @@ def _private_copy(zone: Any) -> Any:
 def _zoneinfo_unpickle(key: Any, from_cache: Any = 1):
     if not isinstance(key, str) or from_cache not in (0, 1):
         raise UnreadableState("malformed zoneinfo time zone")
+    budget.spend(budget.ZONE if from_cache else budget.ZONE_FILE)
     try:
         return zoneinfo.ZoneInfo(key) if from_cache else zoneinfo.ZoneInfo.no_cache(key)
     except (ValueError, zoneinfo.ZoneInfoNotFoundError) as exc:
@@ -137,6 +139,7 @@ def _codecs_encode(text: Any, encoding: Any = "utf-8"):
     # protocol 2 writes bytes as _codecs.encode(str, 'latin1')
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise UnreadableState("refused _codecs.encode call")
+    budget.spend(len(text))
     return text.encode("latin1")
 
 
@@ -144,6 +147,7 @@ def _bytes_like(kind: type):
     def make(*args: Any):
         if not args:
             return kind()
+        budget.spend(len(args[0]) if isinstance(args[0], (str, bytes, bytearray, list)) else 1)
         if len(args) == 1 and isinstance(args[0], (bytes, bytearray, list)):
             return kind(args[0])
         if len(args) == 2 and isinstance(args[0], str) and args[1] in ("latin1", "latin-1"):
@@ -157,6 +161,7 @@ def _collection(kind: type):
     def make(items: Any = ()):
         if not isinstance(items, (list, tuple, set, frozenset)):
             raise UnreadableState(f"refused {kind.__name__}() call")
+        budget.spend(len(items))
         return kind(items)
 
     return make
@@ -250,6 +255,7 @@ def decode(data: bytes) -> Any:
     The opcodes are checked first (codec.opcodes): a row that would make the unpickler
     allocate or work far beyond its size is refused before it runs."""
     opcodes.check(data)
+    budget.start(len(data))
     try:
         return SafeUnpickler(io.BytesIO(data)).load()
     except UnreadableState:
@@ -261,6 +267,8 @@ def decode(data: bytes) -> Any:
     except Exception as exc:  # noqa: BLE001 - any failure means this one row is unreadable
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UnreadableState(f"cannot decode job state: {reason}") from None
+    finally:
+        budget.stop()
 
 
 def protocol_of(data: bytes) -> int:

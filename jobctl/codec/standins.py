@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
+from jobctl.codec import budget
 from jobctl.errors import UnreadableState
 
 _NOSTATE = object()  # a stand-in that was never given state by BUILD
@@ -153,13 +154,22 @@ RECORD_CLASSES = {
 }
 
 _classes: dict[tuple[str, str], type] = {}
+_CLASSES_KEPT = 1 << 16  # stand-in classes remembered for the rest of the process
 
 
 def stand_in_class(module: str, name: str) -> type:
-    """The one inert class for a (module, name) global, made on first use."""
+    """The one inert class for a (module, name) global, made on first use.
+
+    Each costs a kilobyte and stays: a row naming many globals spends from its work budget, and
+    past 65,536 classes the ones for applications' globals are forgotten (a row then gets new
+    ones; nothing compares classes across rows but the words cache, which then just misses)."""
     key = (module, name)
     cls = _classes.get(key)
     if cls is None:
+        budget.spend(budget.CLASS)
+        if len(_classes) >= _CLASSES_KEPT:
+            for old in [k for k in _classes if k not in RECORD_CLASSES]:
+                del _classes[old]
         base = StateRecord if key in RECORD_CLASSES else StandIn
         namespace: dict[str, Any] = {"__stand_in_ref__": key, "__module__": "jobctl.stand_in"}
         if base is StandIn:
