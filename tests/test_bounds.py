@@ -58,6 +58,25 @@ def assert_bounded(measured: dict) -> None:
     assert measured["rss_mb"] < MEGABYTES, measured
 
 
+# --- (a) shared and deep state --------------------------------------------------------------
+
+
+def test_safe_repr_of_a_wide_shared_structure_is_cut_short_at_once():
+    """Before: a record with 20,000 fields of shared lists took seconds and built megabytes of
+    text before cutting it to 200 characters."""
+    import time
+
+    from jobctl.codec.display import safe_repr
+
+    shared = [[str(n) * 50 for n in range(10)] for _ in range(10)]
+    record = object.__new__(codec.stand_in_class("apscheduler.triggers.cron.fields", "BaseField"))
+    record.__dict__.update({f"f{n}": shared for n in range(20000)})
+    started = time.monotonic()
+    text = safe_repr(record)
+    assert time.monotonic() - started < 0.5
+    assert len(text) <= 200 and text.endswith("…")
+
+
 # --- (b) the pickle machine itself ----------------------------------------------------------
 
 

@@ -58,7 +58,9 @@ def zone_name(tz: Any) -> str:
         return "no time zone"
     if is_stand_in(tz):
         return global_name(type(tz))
-    return str(tz)
+    if isinstance(tz, dt.tzinfo):
+        return str(tz)
+    return f"<{type(tz).__name__}>"  # not a zone: never str() what a row holds (a shared tuple 64 deep)
 
 
 def is_pytz(tz: Any) -> bool:
