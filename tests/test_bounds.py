@@ -17,12 +17,35 @@ from pathlib import Path
 
 import pytest
 
+from conftest import jobctl, rows
 from jobctl import codec
 from jobctl.errors import UnreadableState
 
 ROOT = Path(__file__).parent.parent
 SECONDS = 2.0
 MEGABYTES = 200.0
+
+OR = "apscheduler.triggers.combining:OrTrigger"
+CRON = "apscheduler.triggers.cron:CronTrigger"
+
+# Builds `bomb`: an OrTrigger record whose trigger list holds the same sub-state twice, at every
+# one of `depth` levels (2**depth leaves, each level written once thanks to the pickle memo).
+# A real cron trigger is the leaf, so every consumer would really work on it.
+BOMB = f"""
+from apscheduler.triggers.cron import CronTrigger
+from jobctl.codec import stand_in_class
+from jobctl.schedule import fire
+
+def shared_levels(depth, leaf_ref={CRON!r}, level_ref={OR!r}):
+    sub, ref = dict(vars(fire.to_record(CronTrigger(hour=9, timezone="UTC")))), leaf_ref
+    for _ in range(depth):
+        sub = {{"version": 1, "triggers": [(ref, sub), (ref, sub)], "jitter": None}}
+        ref = level_ref
+    record = object.__new__(stand_in_class("apscheduler.triggers.combining", "OrTrigger"))
+    record.__dict__.update(sub)
+    return record
+"""
+
 
 def measure(expression: str, setup: str = "", timeout: float = 60.0) -> dict:
     """Evaluate `expression` in a fresh process: seconds it took, peak RSS in MB, and its outcome
@@ -58,7 +81,77 @@ def assert_bounded(measured: dict) -> None:
     assert measured["rss_mb"] < MEGABYTES, measured
 
 
+def bomb_row(depth: int = 64) -> bytes:
+    """The 1.6 kB-class crafted row: a whole job whose trigger is the shared-levels OrTrigger."""
+    namespace: dict = {}
+    exec(BOMB, namespace)  # noqa: S102 - the test's own builder, shared with the subprocesses
+    return codec.encode({"version": 1, "id": "bomb", "func": "shopapp.jobs:rotate_logs", "trigger": namespace["shared_levels"](depth),
+                         "executor": "default", "args": (), "kwargs": {}, "name": "bomb", "misfire_grace_time": 1,
+                         "coalesce": True, "max_instances": 1, "next_run_time": None}, 5)
+
+
 # --- (a) shared and deep state --------------------------------------------------------------
+
+
+def test_a_combining_trigger_that_shares_every_level_is_refused_when_decoded(tmp_path):
+    """Before: decoded in 0.2 s, then describe, fire times, show and every walk hung (memory
+    past 3 GB). Now the job is unreadable as it is read, with the reason."""
+    row = bomb_row(64)
+    assert len(row) < 3000
+    (tmp_path / "row").write_bytes(row)
+    measured = measure(f"jobctl.kinds.aps3.Job('bomb', None, open({str(tmp_path / 'row')!r}, 'rb').read()).error",
+                       "import jobctl.kinds.aps3\n")
+    assert_bounded(measured)
+    assert "shared" in measured["outcome"] or "nested" in measured["outcome"], measured
+
+
+def test_a_combining_trigger_nested_too_deep_is_refused_when_decoded():
+    from jobctl.kinds.aps3 import Job
+
+    sub: dict = {"version": 1, "triggers": [], "jitter": None}
+    for _ in range(40):
+        sub = {"version": 1, "triggers": [(OR, sub)], "jitter": None}
+    record = object.__new__(codec.stand_in_class("apscheduler.triggers.combining", "OrTrigger"))
+    record.__dict__.update(sub)
+    row = codec.encode({"version": 1, "id": "deep", "func": "a:b", "trigger": record, "next_run_time": None}, 5)
+    assert "nested" in Job("deep", None, row).error
+
+
+def test_a_row_that_is_refused_still_lists_with_its_reason(store_copy):
+    import sqlite3
+
+    path, url = store_copy()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO apscheduler_jobs VALUES (?, ?, ?)", ("bomb", None, bomb_row(64)))
+    db.close()
+    before = rows(path)
+    listed = jobctl("--url", url, "list", "-o", "json")
+    assert listed.returncode == 0, listed.stderr
+    jobs = {job["id"]: job for job in json.loads(listed.stdout)}
+    assert jobs["bomb"]["state"] == "unreadable" and jobs["bomb"]["error"]
+    assert jobs["daily_reports"]["state"] in ("scheduled", "overdue")
+    assert rows(path) == before
+
+
+@pytest.mark.parametrize(
+    "consumer",
+    [
+        "jobctl.schedule.words.describe(bomb)",
+        "jobctl.schedule.words.trigger_fields(bomb)",
+        "jobctl.codec.display.safe_repr(bomb)",
+        "jobctl.schedule.fire.realize(bomb)",
+        "jobctl.schedule.fire.fire_times(bomb, now, 3)",
+    ],
+)
+def test_every_walk_of_trigger_state_is_bounded_without_the_decode_check(consumer):
+    """The walkers' own guards, for state that did not come through decode. Before: describe
+    took 6 s at 18 levels and hung at 64; fire times and realize grew past 3 GB."""
+    setup = BOMB + "\nimport datetime, jobctl.codec.display\nbomb = shared_levels(64)\nnow = datetime.datetime.now(datetime.timezone.utc)\n"
+    measured = measure(consumer, setup)
+    assert_bounded(measured)
+    outcome = measured["outcome"]
+    # refused with a reason, or a text that says it was cut short
+    assert "UnreadableState" in outcome or "ValueError" in outcome or "cannot describe" in outcome or "…" in outcome, measured
 
 
 def test_safe_repr_of_a_wide_shared_structure_is_cut_short_at_once():

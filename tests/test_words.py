@@ -135,3 +135,70 @@ def test_a_crafted_row_cannot_lend_its_words_to_a_real_one():
     assert "17 to 9" in crafted_words, crafted_words
     real_words = schedule_words.describe(codec.decode(real))
     assert "9 to 17" in real_words, real_words
+
+
+@pytest.mark.parametrize(
+    "crafted_end",
+    [
+        dt.datetime(2027, 1, 1, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))),  # the same instant, another wall clock
+        dt.datetime(2027, 1, 1, 1, 0, tzinfo=PARIS),
+    ],
+)
+def test_an_end_date_equal_as_an_instant_does_not_lend_its_words(crafted_end):
+    """Datetimes in other zones are equal (and hash alike) when they are the same instant, but
+    the words show the wall clock: a crafted row described first must not give a real row its
+    'until'."""
+    real_end = dt.datetime(2027, 1, 1, 0, 0, tzinfo=UTC)
+    assert crafted_end == real_end
+    crafted = codec.decode(pickle.dumps(CronTrigger(hour=9, minute=7, timezone=UTC, end_date=crafted_end)))
+    assert schedule_words.describe(crafted).endswith("until 2027-01-01 01:00")
+    assert words(CronTrigger(hour=9, minute=7, timezone=UTC, end_date=real_end)) == "daily at 09:07 UTC until 2027-01-01 00:00"
+
+
+CRAFTED_CRON = """
+from apscheduler.triggers.cron import CronTrigger
+from jobctl.schedule import fire, words
+shared = ()
+for _ in range(64):
+    shared = (shared, shared)
+crafted = fire.to_record(CronTrigger(minute="*/5", timezone="UTC"))
+minute = next(f for f in vars(crafted)["fields"] if vars(f)["name"] == "minute")
+where = {where!r}
+if where == "step":
+    vars(vars(minute)["expressions"][0])["step"] = shared
+elif where == "field name":
+    vars(minute)["name"] = shared
+else:
+    vars(crafted)[where] = shared
+
+def both():
+    described = words.describe(crafted)
+    try:
+        words.trigger_fields(crafted)
+    except Exception:  # refusing is fine; hanging is not
+        pass
+    return described
+"""
+
+
+@pytest.mark.parametrize("where", ["jitter", "step", "timezone", "end_date", "field name"])
+def test_a_shared_value_in_a_cron_trigger_is_neither_hashed_nor_printed(where):
+    """A tuple that shares each of 64 levels twice takes for ever to hash, compare or print.
+    Before: the words cache hashed a crafted jitter or end date (for ever), and the words
+    printed a crafted step or zone (out of memory)."""
+    from test_bounds import assert_bounded, measure
+
+    measured = measure("both()", CRAFTED_CRON.format(where=where), timeout=30)
+    assert_bounded(measured)
+    assert "cannot describe" in measured["outcome"] or where == "timezone", measured
+
+
+def test_a_crafted_weekday_range_is_not_counted_day_by_day():
+    import time
+
+    crafted = fire.to_record(CronTrigger(day_of_week="mon-fri", hour=9, timezone=UTC))
+    field = next(f for f in vars(crafted)["fields"] if vars(f)["name"] == "day_of_week")
+    vars(vars(field)["expressions"][0])["last"] = 10**12
+    started = time.monotonic()
+    assert schedule_words.describe(crafted).startswith("Monday to Sunday")
+    assert time.monotonic() - started < 1

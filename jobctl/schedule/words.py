@@ -13,6 +13,7 @@ from typing import Any
 from jobctl.codec import StandIn, ref_of
 from jobctl.codec.display import safe_repr
 from jobctl.codec.zones import zone_name
+from jobctl.errors import UnreadableState
 from jobctl.times import format_duration
 
 _CRON = "apscheduler.triggers.cron"
@@ -59,6 +60,43 @@ def _class_name(obj: Any) -> str:
     return ref[1] if ref else type(obj).__name__
 
 
+# --- bounds: what a crafted trigger may make the words, fields and fire times walk ------------
+
+TRIGGER_DEPTH = 32  # triggers combined inside triggers
+TRIGGER_PARTS = 4096  # parts of one trigger a walk looks at, a shared part each time it is reached
+
+
+class Walk:
+    """What is left for one walk of a trigger's state. A row's pickle can put the same part in
+    many places (an OrTrigger whose trigger list holds each level twice, 64 levels deep, is 2**64
+    parts to a walker, in a 1.6 kB row): every walk counts each part each time it reaches it,
+    and stops at TRIGGER_PARTS or at TRIGGER_DEPTH levels of combined triggers."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, parts: int = TRIGGER_PARTS) -> None:
+        self.left = parts
+
+    def step(self, depth: int = 0, parts: int = 1) -> None:
+        self.left -= parts
+        if self.left < 0:
+            raise UnreadableState(f"its trigger has more than {TRIGGER_PARTS} parts, counting shared ones each time")
+        if depth > TRIGGER_DEPTH:
+            raise UnreadableState(f"its trigger is nested more than {TRIGGER_DEPTH} levels deep")
+
+
+_PLAIN = (type(None), bool, int, float, str)
+
+
+def _plain(value: Any) -> Any:
+    """A value words are made of (a field's name, a day number, a jitter): plain and small, or
+    the trigger cannot be described. Never hashed, compared or formatted otherwise: a tuple
+    that shares each of 64 levels twice takes for ever to hash, compare or print."""
+    if type(value) not in _PLAIN or (type(value) is int and value.bit_length() > 64) or (type(value) is str and len(value) > 200):
+        raise UnreadableState(f"its trigger holds {safe_repr(value, limit=40)} where APScheduler keeps a number or a name")
+    return value
+
+
 # --- words -----------------------------------------------------------------------------
 
 
@@ -66,23 +104,47 @@ _WORDS_CACHE: dict[Any, str] = {}
 _WORDS_CACHE_SIZE = 10000
 
 
-def _cron_key(state: dict) -> tuple:
-    """Everything a cron trigger's words depend on, exactly: each field's class and name, and
-    each expression's class, attribute names, and values with their types (1, 1.0 and True
-    are equal keys in a dict; a crafted row must not lend its words to a real one)."""
-    fields = tuple(
-        [
-            (type(field), vars(field)["name"], *[(type(e), *_exactly(vars(e))) for e in vars(field)["expressions"]])
-            for field in state["fields"]
-        ]
-    )
-    return zone_name(state.get("timezone")), _exactly(state, ("end_date", "jitter")), fields
+_CACHED_EXPRESSIONS = 64  # expressions in a field whose words are remembered
 
 
-def _exactly(attributes: dict, names: tuple[str, ...] | None = None) -> tuple:
-    """(name, type, value) for each attribute, in a fixed order."""
-    keys = sorted(attributes) if names is None else names
-    return tuple((key, type(attributes.get(key)), attributes.get(key)) for key in keys)
+def _check_cron(state: dict, walk: Walk) -> tuple | None:
+    """Check a cron trigger's state is what APScheduler writes, as far as its words use it
+    (each part counted on `walk`), and return everything its words depend on, exactly: each
+    field's class and name, each expression's class and attributes (name, type and value: 1,
+    1.0 and True are equal dict keys, and a crafted row must not lend its words to a real one),
+    the zone's name and the end date as the words show it. None: too many to remember."""
+    fields = state["fields"]
+    if type(fields) is not list:
+        raise UnreadableState("its cron trigger's fields are not a list")
+    walk.step(parts=len(fields))
+    cached = len(fields) <= 16
+    key_fields = []
+    for field in fields:
+        attributes = vars(field)
+        expressions = attributes["expressions"]
+        if type(expressions) is not list:
+            raise UnreadableState("a cron field's expressions are not a list")
+        walk.step(parts=len(expressions))
+        cached = cached and len(expressions) <= _CACHED_EXPRESSIONS
+        key_fields.append((type(field), _plain(attributes["name"]),
+                           *[(type(e), *[(_name(k), type(v), _plain(v)) for k, v in sorted(vars(e).items(), key=_first)])
+                             for e in expressions]))
+    end = state.get("end_date")
+    if end is not None and type(end) is not dt.datetime:
+        raise UnreadableState("its cron trigger's end date is not a time")
+    jitter = state.get("jitter")
+    key = zone_name(state.get("timezone")), end and _clock_date(end), type(_plain(jitter)), jitter, tuple(key_fields)
+    return key if cached else None
+
+
+def _name(key: Any) -> str:
+    if type(key) is not str:
+        raise UnreadableState("a cron expression has an attribute that is not a name")
+    return key
+
+
+def _first(item: tuple) -> Any:
+    return _name(item[0])
 
 
 def describe(trigger: Any) -> str:
@@ -99,13 +161,20 @@ def describe(trigger: Any) -> str:
     key = None
     try:
         state = state_of(trigger)
+        walk = Walk()
         if kind == "cron":
-            key = _cron_key(state)
-        elif kind in ("and", "or") and all(ref == f"{_CRON}:CronTrigger" for ref, _ in state["triggers"]):
-            key = (kind, _exactly(state, ("jitter",)), *[_cron_key(sub) for _, sub in state["triggers"]])
+            key = _check_cron(state, walk)
+        elif kind in ("and", "or") and type(state["triggers"]) is list and len(state["triggers"]) <= 16 and all(
+            type(pair) is tuple and len(pair) == 2 and pair[0] == f"{_CRON}:CronTrigger" for pair in state["triggers"]
+        ):
+            subs = [_check_cron(sub, walk) for _, sub in state["triggers"]]
+            jitter = state.get("jitter")
+            key = None if None in subs else (kind, type(_plain(jitter)), jitter, *subs)
         if key is not None and key in _WORDS_CACHE:
             return _WORDS_CACHE[key]
-        words = _describe(kind, state)
+        words = _describe(kind, state, walk)
+    except UnreadableState as exc:
+        return f"{kind} trigger (cannot describe: {exc})"
     except Exception:  # noqa: BLE001 - an odd trigger still lists; show its class
         return f"{kind} trigger (cannot describe)"
     if key is not None and len(_WORDS_CACHE) < _WORDS_CACHE_SIZE:
@@ -113,27 +182,41 @@ def describe(trigger: Any) -> str:
     return words
 
 
-def _describe(kind: str, state: dict) -> str:
+def _describe(kind: str, state: dict, walk: Walk, depth: int = 0) -> str:
+    walk.step(depth)
+    if type(state) is not dict:
+        raise UnreadableState("its trigger's state is not a dict")
     if kind == "cron":
+        _check_cron(state, walk)
         words = _describe_cron(state)
     elif kind == "interval":
-        words = "every " + _span(state["interval"])
+        words = "every " + _span(_typed(state["interval"], dt.timedelta))
     elif kind == "date":
-        run_date = state["run_date"]
+        run_date = _typed(state["run_date"], dt.datetime)
         return f"once at {_clock_date(run_date)} {zone_name(run_date.tzinfo)}"
     elif kind == "calendarinterval":
         words = _describe_calendar(state)
     elif kind in ("and", "or"):
-        parts = [_describe(KINDS.get(tuple(ref.split(":", 1)), ref), sub)
-                 for ref, sub in state["triggers"]]
+        parts = []
+        for ref, sub in _typed(state["triggers"], list):
+            walk.step(depth + 1)
+            ref = _plain(ref)
+            parts.append(_describe(KINDS.get(tuple(ref.split(":", 1)), ref), sub, walk, depth + 1))
         return ("all of: " if kind == "and" else "any of: ") + "; ".join(parts)
     else:
         return f"custom trigger {kind}"
     if state.get("end_date"):
-        words += f" until {_clock_date(state['end_date'])}"
-    if state.get("jitter"):
+        words += f" until {_clock_date(_typed(state['end_date'], dt.datetime))}"
+    if _plain(state.get("jitter")):
         words += f" (jitter {format_duration(dt.timedelta(seconds=state['jitter']))})"
     return words
+
+
+def _typed(value: Any, *kinds: type) -> Any:
+    """`value` if it is of one of `kinds` (a datetime may be a subclass: pytz's are not)."""
+    if type(value) not in kinds and not (dt.datetime in kinds and isinstance(value, dt.datetime)):
+        raise UnreadableState(f"its trigger holds {safe_repr(value, limit=40)} where APScheduler keeps a {kinds[0].__name__}")
+    return value
 
 
 def _clock_date(when: dt.datetime) -> str:
@@ -233,11 +316,14 @@ def _weekdays(items: list) -> str:
     """APScheduler's day-of-week numbers (Monday = 0) as names, runs as 'Monday to Friday'."""
     days: set[int] = set()
     for kind, e in items:
+        step = e.get("step") or 1
         if kind == "AllExpression":
-            days.update(range(0, 7, e.get("step") or 1))
+            days.update(range(0, 7, step))
         else:
-            last = e["first"] if e.get("last") is None else e["last"]
-            days.update(range(e["first"], last + 1, e.get("step") or 1))
+            first = e["first"]
+            last = first if e.get("last") is None else e["last"]
+            # the week's days in first..last every step (a crafted range may hold 10**12 days)
+            days.update(d for d in range(7) if first <= d <= last and (d - first) % step == 0)
     parts = []
     for run in _runs(d for d in days if 0 <= d <= 6):
         if len(run) > 2:
@@ -307,14 +393,14 @@ def _within_day(hour, minute, second, h, m, s, zone: str) -> str:
 
 
 def _describe_calendar(state: dict) -> str:
-    years, months, weeks, days = state["interval"]
+    years, months, weeks, days = (_plain(n) for n in _typed(state["interval"], tuple, list))
     units = [(years, "year"), (months, "month"), (weeks, "week"), (days, "day")]
     present = [(n, u) for n, u in units if n]
     if len(present) == 1 and present[0][0] == 1:
         span = present[0][1]
     else:
         span = " ".join(_plural(n, u) for n, u in present)
-    hour, minute, second = state["time"]
+    hour, minute, second = (_plain(n) for n in _typed(state["time"], tuple, list))
     clock = f"{hour:02d}:{minute:02d}" + (f":{second:02d}" if second else "")
     start = state.get("start_date")
     on_day = f" on day {start.day}" if start is not None and (years or months) else ""
@@ -324,32 +410,38 @@ def _describe_calendar(state: dict) -> str:
 # --- fields, as APScheduler writes them -----------------------------------------------
 
 
-def trigger_fields(trigger: Any) -> dict[str, str]:
+def trigger_fields(trigger: Any, walk: Walk | None = None, depth: int = 0) -> dict[str, str]:
     """The stored trigger's fields as text: cron fields as APScheduler writes them, dates, zone."""
+    walk = Walk() if walk is None else walk
     state = state_of(trigger)
     fields: dict[str, str] = {}
     for key, value in state.items():
+        walk.step(depth)
         if key in ("version",):
             continue
         if key == "fields":
-            for field in value:
+            for field in _typed(value, list):
+                walk.step(depth)
                 f = vars(field)
                 if not f.get("is_default"):
-                    fields[f["name"]] = ",".join(_expression(e) for e in f["expressions"])
+                    expressions = _typed(f["expressions"], list)
+                    walk.step(depth, len(expressions))
+                    fields[_plain(f["name"])] = ",".join(_expression(e) for e in expressions)
         elif key == "triggers":
-            for n, (ref, sub) in enumerate(value, 1):
-                fields[f"trigger {n}"] = f"{ref} " + ", ".join(
-                    f"{k}={v}" for k, v in trigger_fields(sub).items()
+            for n, (ref, sub) in enumerate(_typed(value, list), 1):
+                walk.step(depth + 1)
+                fields[f"trigger {n}"] = f"{_plain(ref)} " + ", ".join(
+                    f"{k}={v}" for k, v in trigger_fields(sub, walk, depth + 1).items()
                 )
         elif value is not None:
-            fields[key] = safe_repr(value, limit=80)
+            fields[key if type(key) is str else safe_repr(key, limit=40)] = safe_repr(value, limit=80)
     return fields
 
 
 def _expression(expression: Any) -> str:
     """APScheduler's own text for a cron expression (its __str__), from the decoded record."""
     kind = type(expression).__name__
-    e = vars(expression)
+    e = {_name(k): _plain(v) for k, v in vars(expression).items()}
     if kind == "AllExpression":
         return f"*/{e['step']}" if e.get("step") else "*"
     if kind == "LastDayOfMonthExpression":
