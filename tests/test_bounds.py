@@ -154,6 +154,48 @@ def test_every_walk_of_trigger_state_is_bounded_without_the_decode_check(consume
     assert "UnreadableState" in outcome or "ValueError" in outcome or "cannot describe" in outcome or "…" in outcome, measured
 
 
+def test_a_deep_chain_of_combining_triggers_is_refused_by_each_walker():
+    from jobctl.schedule import fire, words
+
+    sub: dict = dict(vars(fire.to_record(_cron())))
+    ref = CRON
+    for _ in range(40):
+        sub = {"version": 1, "triggers": [(ref, sub)], "jitter": None}
+        ref = OR
+    record = object.__new__(codec.stand_in_class("apscheduler.triggers.combining", "OrTrigger"))
+    record.__dict__.update(sub)
+    assert "nested" in words.describe(record)
+    with pytest.raises(ValueError, match="nested"):
+        fire.realize(record)
+    with pytest.raises(UnreadableState, match="nested"):
+        words.trigger_fields(record)
+
+
+def _cron():
+    from apscheduler.triggers.cron import CronTrigger
+
+    return CronTrigger(hour=9, timezone="UTC")
+
+
+def test_an_or_of_an_and_that_never_agrees_gives_up_instead_of_hanging():
+    """APScheduler's OrTrigger asks its AndTrigger, which loops (until the year 9999: minutes)
+    when its triggers disagree; jobctl evaluates combinations itself, in a bounded number of
+    steps, all combinations counted together."""
+    setup = """
+import datetime as dt
+from apscheduler.triggers.combining import AndTrigger, OrTrigger
+from apscheduler.triggers.cron import CronTrigger
+from jobctl.schedule import fire
+never = AndTrigger([CronTrigger(hour=1, timezone="UTC"), CronTrigger(hour=2, timezone="UTC")])
+nested = AndTrigger([never, CronTrigger(hour=3, timezone="UTC")])
+record = fire.to_record(OrTrigger([nested, CronTrigger(hour=3, timezone="UTC")]))
+start = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+"""
+    measured = measure("fire.fire_times(record, start, 2)", setup, timeout=30)
+    assert_bounded(measured)
+    assert measured["outcome"].startswith("ValueError"), measured
+
+
 def test_safe_repr_of_a_wide_shared_structure_is_cut_short_at_once():
     """Before: a record with 20,000 fields of shared lists took seconds and built megabytes of
     text before cutting it to 200 characters."""

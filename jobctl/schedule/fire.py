@@ -12,7 +12,7 @@ from typing import Any, cast
 from jobctl.codec import RECORD_CLASSES, StateRecord, global_name, is_stand_in, ref_of, stand_in_class
 from jobctl.codec.standins import BoundAttribute
 from jobctl.codec.zones import in_family
-from jobctl.schedule.words import _CRON, _EXPRESSIONS, _FIELDS, KINDS, state_of, trigger_type
+from jobctl.schedule.words import _CRON, _EXPRESSIONS, _FIELDS, KINDS, TRIGGER_DEPTH, state_of, trigger_type
 
 # --- real trigger objects ----------------------------------------------------------------
 
@@ -62,8 +62,10 @@ def _spend(budget: list[int]) -> None:
         raise ValueError(f"its trigger has more than {REALIZE_PARTS} parts, counting shared ones")
 
 
-def _realize_trigger(ref: tuple[str, str], state: dict, budget: list[int]) -> Any:
+def _realize_trigger(ref: tuple[str, str], state: dict, budget: list[int], depth: int = 0) -> Any:
     _spend(budget)
+    if depth > TRIGGER_DEPTH:
+        raise ValueError(f"its trigger is nested more than {TRIGGER_DEPTH} levels deep")
     cls = _real_class(ref)
     obj: Any = cls.__new__(cls)  # an APScheduler trigger, which has no type hints
     if KINDS.get(ref) in ("and", "or"):
@@ -72,27 +74,29 @@ def _realize_trigger(ref: tuple[str, str], state: dict, budget: list[int]) -> An
         obj.triggers = []
         for ref_text, sub_state in state["triggers"]:
             sub_ref = tuple(ref_text.split(":", 1))
-            obj.triggers.append(_realize_trigger(sub_ref, _realize_value(sub_state, budget), budget))
+            obj.triggers.append(_realize_trigger(sub_ref, _realize_value(sub_state, budget), budget, depth + 1))
         return obj
     obj.__setstate__(_realize_value(state, budget))
     return obj
 
 
-def _realize_value(value: Any, budget: list[int]) -> Any:
+def _realize_value(value: Any, budget: list[int], depth: int = 0) -> Any:
     _spend(budget)
+    if depth > 3 * TRIGGER_DEPTH:  # a combined trigger in another is three levels: list, pair, state
+        raise ValueError(f"its trigger's state is nested more than {3 * TRIGGER_DEPTH} levels deep")
     if isinstance(value, StateRecord):
         ref = type(value).__stand_in_ref__
         obj = _real_class(ref).__new__(_real_class(ref))
-        obj.__dict__.update(_realize_value(vars(value), budget))
+        obj.__dict__.update(_realize_value(vars(value), budget, depth + 1))
         return obj
     if isinstance(value, BoundAttribute):
         raise ValueError(f"trigger state holds an attribute look-up {value.name!r}")
     if is_stand_in(value):
         raise ValueError(f"trigger state holds an unknown object {global_name(type(value))}")
     if isinstance(value, dict):
-        return {k: _realize_value(v, budget) for k, v in value.items()}
+        return {k: _realize_value(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_realize_value(v, budget) for v in value)
+        return type(value)(_realize_value(v, budget, depth + 1) for v in value)
     return value
 
 
@@ -105,21 +109,28 @@ def _without_jitter(trigger: Any) -> Any:
 
 
 _AND_LIMIT = 10000  # steps before an AndTrigger whose triggers never agree is given up on
+_FIRE_STEPS = 20000  # triggers asked for one next fire time, through all combinations
 
 
-def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime) -> dt.datetime | None:
-    """APScheduler's get_next_fire_time, except for AndTrigger.
+def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime, _steps: list[int] | None = None) -> dt.datetime | None:
+    """APScheduler's get_next_fire_time, except for combined triggers.
 
     APScheduler 3's AndTrigger passes the previous fire time to its triggers while it searches,
     and cron and interval triggers then ignore `now`: unless they agree at once it loops
     forever (a running scheduler hangs after the job's first run). jobctl searches for the
-    first time after the previous one that every trigger agrees on, in bounded steps.
+    first time after the previous one that every trigger agrees on, in bounded steps. An
+    OrTrigger is the earliest of its triggers' times, asked the same way (APScheduler's own
+    would ask an AndTrigger inside it APScheduler's way, and hang). All the triggers asked, in
+    every combination, count against one budget: an AndTrigger inside an AndTrigger is
+    10,000 steps of 10,000 otherwise.
     """
-    if KINDS.get(ref_of(trigger) or (type(trigger).__module__, type(trigger).__name__)) == "and":
+    steps = [_FIRE_STEPS] if _steps is None else _steps
+    kind = KINDS.get(ref_of(trigger) or (type(trigger).__module__, type(trigger).__name__))
+    if kind == "and":
         if previous is not None:
             now = max(now, previous + dt.timedelta(microseconds=1))
         for _ in range(_AND_LIMIT):
-            times = [next_fire_time(sub, None, now) for sub in trigger.triggers]
+            times = [next_fire_time(sub, None, now, steps) for sub in trigger.triggers]
             if None in times:
                 return None
             found = cast("list[dt.datetime]", times)  # None is not in it
@@ -127,6 +138,12 @@ def next_fire_time(trigger: Any, previous: dt.datetime | None, now: dt.datetime)
                 return found[0]
             now = max(found)
         raise ValueError("its combined triggers never agree on a fire time")
+    if kind == "or":
+        times = [next_fire_time(sub, previous, now, steps) for sub in trigger.triggers]
+        return min((t for t in times if t is not None), default=None)
+    steps[0] -= 1
+    if steps[0] < 0:
+        raise ValueError(f"its combined triggers were asked {_FIRE_STEPS} times without agreeing on a fire time")
     return trigger.get_next_fire_time(previous, now)
 
 
