@@ -241,3 +241,52 @@ def test_bound_methods_in_job_arguments_are_inert_and_write_back_exactly(protoco
     for hostile in ("getattr-datetime-module", "getattr-zoneinfo-dunder", "getattr-import"):
         with pytest.raises(UnreadableState):
             codec.decode(hostile_pickles(tmp_path / "ran")[hostile])
+
+
+ADD_BOUND_METHOD_JOB = """
+import sys
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from shopapp import jobs
+from shopapp.models import Mailer
+
+store = SQLAlchemyJobStore(url=sys.argv[1], pickle_protocol=int(sys.argv[2]))
+scheduler = BackgroundScheduler(jobstores={"default": store}, timezone="UTC")
+scheduler.add_job(jobs.cleanup, "interval", hours=1, id="callbacks",
+                  args=[Mailer("ops@example.com").send_digest, "abc".upper],
+                  kwargs={"then": Mailer("b@example.com").send_digest})
+scheduler.start(paused=True)
+scheduler.shutdown(wait=False)
+"""
+
+
+@pytest.mark.parametrize("protocol", [0, 2, 4, 5])
+def test_a_job_apscheduler_wrote_with_bound_methods_in_its_arguments(protocol, tmp_path):
+    """A row as the application's own APScheduler writes it (args=[mailer.send_digest,
+    'abc'.upper]): readable, shown, changed, and loaded back by APScheduler with the same
+    arguments. Before: 'unreadable: refused attribute look-up'."""
+    import subprocess
+
+    from conftest import _app_env, aps_load, aps_python
+
+    url = f"sqlite:///{tmp_path / 'jobs.sqlite'}"
+    subprocess.run([aps_python("current"), "-c", ADD_BOUND_METHOD_JOB, url, str(protocol)],
+                   check=True, env=_app_env(), capture_output=True, timeout=120)
+    [(_, data)] = rows(tmp_path / "jobs.sqlite").values()
+    assert codec.protocol_of(data) == protocol and b"getattr" in data
+
+    decoded = codec.decode(data)
+    mailer_method, upper = decoded["args"]
+    assert isinstance(mailer_method, codec.BoundAttribute) and mailer_method.name == "send_digest"
+    assert codec.is_stand_in(mailer_method.obj) and upper.obj == "abc"
+    shown = json.loads(jobctl("--url", url, "show", "callbacks", "-o", "json").stdout)
+    assert shown["state"] == "scheduled", shown
+    assert shown["args"] == ["shopapp.models.Mailer(sender='ops@example.com').send_digest", "'abc'.upper"], shown
+    assert shown["kwargs"] == {"then": "shopapp.models.Mailer(sender='b@example.com').send_digest"}, shown
+
+    before = aps_load(url)["by_id"]["callbacks"]
+    assert jobctl("--url", url, "pause", "callbacks").returncode == 0
+    after = aps_load(url)["by_id"]["callbacks"]
+    assert after["next_run_time"] is None
+    assert after["args_pickle"] == before["args_pickle"] and after["kwargs_pickle"] == before["kwargs_pickle"]
+    assert "send_digest" in after["args_repr"] and "upper" in after["args_repr"]

@@ -8,6 +8,7 @@ from jobctl.codec.opcodes import MAX_OPERATIONS, MAX_PICKLE_BYTES
 from jobctl.codec.pickles import decode, encode, protocol_of
 from jobctl.codec.standins import (
     RECORD_CLASSES,
+    BoundAttribute,
     StandIn,
     StateRecord,
     global_name,
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_OPERATIONS",
     "MAX_PICKLE_BYTES",
     "RECORD_CLASSES",
+    "BoundAttribute",
     "StandIn",
     "StateRecord",
     "decode",

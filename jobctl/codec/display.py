@@ -87,6 +87,8 @@ def _stand_in_repr(value: Any, seq: Any, attributes: Any, pairs: Any) -> str:
         return f"{name}({attributes(state.items(), len(state))})"
     parts = []
     args = value.stand_in_args
+    if value._how == "reconstructor" and len(args) == 2 and args[0] is object and args[1] is None:
+        args = ()  # how protocols 0 and 1 make a plain object: nothing to show
     if args:
         parts.append(seq(args, len(args)))
     state = value.stand_in_state
