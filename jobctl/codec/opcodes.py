@@ -113,9 +113,7 @@ def check(data: bytes) -> None:
             operations += len(listed(data, pos, end))
             if operations > MAX_OPERATIONS:
                 raise UnreadableState(f"job state has more than {MAX_OPERATIONS:,} pickle operations")
-        if end > pos:
-            pos = end
-            continue  # a run stops after _RUN_LENGTH opcodes too: match again from here
+        ran, pos = end > pos, end
         if pos >= size:
             raise UnreadableState("cannot decode job state: pickle data was truncated")
         op = data[pos]
@@ -146,6 +144,9 @@ def check(data: bytes) -> None:
                 raise UnreadableState("cannot decode job state: malformed PUT") from None
             _memo_index(index, memo_limit)
             pos = newline + 1
+        elif ran:
+            operations -= 1
+            continue  # a run also stops after _RUN_LENGTH opcodes: match on from here
         else:
             raise UnreadableState(f"cannot decode job state: unexpected opcode {bytes([op])!r} at byte {pos}")
         if count and operations > MAX_OPERATIONS:

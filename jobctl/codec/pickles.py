@@ -239,11 +239,9 @@ def resolve_global(module: str, name: str) -> Any:
 class SafeUnpickler(pickle.Unpickler):
     """The C unpickler with every global resolved through the allow-list above."""
 
-    def __init__(self, file: Any) -> None:
-        super().__init__(file)
-        # The C unpickler looks find_class up on the instance for every global: the cached
-        # function answers repeated globals without running Python code.
-        self.find_class = resolve_global  # type: ignore[method-assign]  # shadows the method on purpose
+    # The C unpickler looks find_class up for every global: the cached function answers
+    # repeated globals without running Python code (and no __init__ of ours runs for a row).
+    find_class = staticmethod(resolve_global)
 
     def persistent_load(self, pid: Any) -> Any:
         raise UnreadableState("persistent ids are not job state")
