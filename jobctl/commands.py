@@ -18,7 +18,7 @@ from jobctl.backends.base import Target
 from jobctl.errors import ChangeRefused, JobctlError, LockTimeout, MissingStore
 from jobctl.session import Import, Removal, open_session
 
-STATES = ["scheduled", "paused", "overdue", "unreadable"]
+STATES = ["scheduled", "paused", "overdue", "mismatched", "unreadable"]
 UTC = dt.timezone.utc
 
 
@@ -43,7 +43,9 @@ def list_jobs(
 
     session, at = open_session(target), at or _now()
     wanted = set(states)
-    paused = True if wanted == {"paused"} else (False if wanted and "paused" not in wanted and "unreadable" not in wanted else None)
+    # a state filter that only due jobs can meet reads only those (unreadable and mismatched
+    # jobs can be anywhere)
+    paused = True if wanted == {"paused"} else (False if wanted and not wanted & {"paused", "unreadable", "mismatched"} else None)
     # without a state filter, read no more rows than are shown
     records = session.scan(patterns, paused=paused, limit=None if wanted else limit)
 
@@ -159,7 +161,7 @@ def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None 
 
     session = open_session(target)
     backend = session.backend
-    source = {"dialect": backend.name, "table": target.table, "schema": target.schema}
+    source = {"dialect": backend.name, **backend.names}
     return transfer.export_lines((Job(*r) for r in session.scan(patterns, by_id=True)), at or _now(), tz, source)
 
 
@@ -175,10 +177,14 @@ def import_(target: Target, text: str, replace: bool = False, create_table: bool
     `replace`; the store is created only with `create_table`, and dropped again (while empty)
     if the import then fails."""
     from jobctl import transfer
+    from jobctl.backends import backend_class
 
     records = transfer.read_document(text)
+    # Redis keys exist once written: importing into a store with none is how one is filled
+    made_by_writing = backend_class(target.url).made_by_writing
+    create_table = create_table or made_by_writing
     try:
-        session = open_session(target, write=not dry_run, create=create_table and not dry_run)
+        session = open_session(target, write=not dry_run, create=create_table and (made_by_writing or not dry_run))
     except MissingStore as exc:
         if not (dry_run and create_table):
             raise

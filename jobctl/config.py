@@ -11,6 +11,12 @@
     [stores.local]
     url = "sqlite:////srv/app/jobs.sqlite"
 
+    [stores.cache]
+    url = "redis://cache.internal:6379/0"
+    password_env = "REDIS_PASSWORD"
+    jobs_key = "myapp.jobs"                # RedisJobStore's jobs_key and run_times_key
+    run_times_key = "myapp.run_times"
+
 Precedence: command-line option > environment variable > config file > default, except that
 a store named with --store or JOBCTL_STORE beats JOBCTL_URL/TABLE/SCHEMA in the environment.
 """
@@ -25,7 +31,7 @@ from typing import Any
 
 from jobctl.errors import UsageError
 
-FIELDS = ("url", "table", "schema")
+FIELDS = ("url", "table", "schema", "jobs_key", "run_times_key")
 
 
 def config_path() -> Path:
@@ -119,8 +125,17 @@ def _with_password(url: str, variable: str) -> str:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from jobctl.backends import is_redis
+
     if variable not in os.environ:
         raise UsageError(f"the store's password comes from ${variable}, which is not set")
+    if is_redis(url):
+        from jobctl.backends.redis_aps3 import with_password
+
+        try:
+            return with_password(url, os.environ[variable])
+        except ValueError:
+            raise UsageError(f"malformed store URL {masked(url)!r} in the config file") from None
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError):
@@ -131,6 +146,12 @@ def _with_password(url: str, variable: str) -> str:
 def masked(url: str | None) -> str | None:
     if not url:
         return url
+    from jobctl.backends import is_redis
+
+    if is_redis(url):
+        from jobctl.backends.redis_aps3 import redacted
+
+        return redacted(url)
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 

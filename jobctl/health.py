@@ -38,6 +38,7 @@ class Report:
     next_jobs: list[Job] = field(default_factory=list)
     late_jobs: list[Job] = field(default_factory=list)
     unreadable_jobs: list[Job] = field(default_factory=list)
+    mismatched_jobs: list[Job] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
@@ -64,13 +65,21 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         report.next_jobs = [Job(*r) for r in session.scan(paused=False, limit=next_count)] if next_count else []
         report.late_jobs = [Job(*r) for r in session.due_before(warning_ts, SHOWN)] if stats.late else []
         if stats.total <= SCAN_LIMIT:
-            unreadable = [job for job in (Job(*r) for r in session.scan(by_id=True)) if not job.readable]
+            every = [Job(*r) for r in session.scan(by_id=True)]
+            # counted from the records themselves: a store's aggregates may miss some (a
+            # Redis run_times member with no job is in neither HLEN's count nor paused)
+            counts["total"] = len(every)
+            counts["active"] = sum(job.next_run_timestamp is not None for job in every)
+            counts["paused"] = counts["total"] - counts["active"]
         else:
             report.unreadable_scanned = False
-            shown = {job.id: job for job in report.next_jobs + report.late_jobs}
-            unreadable = [job for job in shown.values() if not job.readable]
+            every = list({job.id: job for job in report.next_jobs + report.late_jobs}.values())
+        unreadable = [job for job in every if not job.readable]
+        mismatched = [job for job in every if job.mismatch]
         counts["unreadable"] = len(unreadable)
+        counts["mismatched"] = len(mismatched)
         report.unreadable_jobs = unreadable[:SHOWN]
+        report.mismatched_jobs = mismatched[:SHOWN]
         report.counts = counts
     except JobctlError as exc:
         report.reason = str(exc)
@@ -89,7 +98,7 @@ def _plural(count: int, noun: str) -> str:
 def _verdict(report: Report) -> tuple[str, str]:
     c = report.counts
     oldest = report.late_jobs[0] if report.late_jobs else None
-    oldest_text = f" (oldest: {oldest.id}, due {relative(oldest.next_run_time, report.at)})" if oldest and oldest.next_run_time else ""
+    oldest_text = f" (oldest: {oldest.id}, due {relative(oldest.due_time, report.at)})" if oldest and oldest.due_time else ""
     if c["overdue"]:
         return "CRITICAL", (
             f"{_plural(c['overdue'], 'job')} overdue by more than {format_duration(report.critical)}{oldest_text}: "
@@ -101,6 +110,9 @@ def _verdict(report: Report) -> tuple[str, str]:
     if c["unreadable"]:
         names = ", ".join(job.id for job in report.unreadable_jobs[:3])
         problems.append(f"{_plural(c['unreadable'], 'unreadable job')} ({names})")
+    if c["mismatched"]:
+        names = ", ".join(job.id for job in report.mismatched_jobs[:3])
+        problems.append(f"{_plural(c['mismatched'], 'job')} whose stored due time is not its own next run time ({names})")
     if problems:
         return "WARNING", "; ".join(problems)
     text = f"{_plural(c['total'], 'job')}, {c['active']} active, {c['paused']} paused"
@@ -117,7 +129,7 @@ def perfdata(report: Report) -> str:
     warn, crit = int(report.warning.total_seconds()), int(report.critical.total_seconds())
     return (
         f"jobs={c['total']};;;0 active={c['active']};;;0 paused={c['paused']};;;0 "
-        f"late={c['late']};;;0 overdue={c['overdue']};;;0 unreadable={c['unreadable']};;;0 "
+        f"late={c['late']};;;0 overdue={c['overdue']};;;0 unreadable={c['unreadable']};;;0 mismatched={c['mismatched']};;;0 "
         f"lateness={f'{int(report.max_lateness)}s' if math.isfinite(report.max_lateness) else 'U'};{warn};{crit};0"
     )
 
@@ -156,15 +168,18 @@ def as_text(report: Report, tz: dt.tzinfo, detailed: bool) -> str:
     scanned = "" if report.unreadable_scanned else f" (of the rows shown; stores over {SCAN_LIMIT} jobs are not scanned whole)"
     lines.append(
         f"jobs: {c['total']} total, {c['active']} active, {c['paused']} paused, "
-        f"{c['late']} late, {c['overdue']} overdue, {c['unreadable']} unreadable{scanned}"
+        f"{c['late']} late, {c['overdue']} overdue, {c['unreadable']} unreadable, {c['mismatched']} mismatched{scanned}"
     )
-    for title, jobs in (("next", report.next_jobs), ("late", report.late_jobs), ("unreadable", report.unreadable_jobs)):
+    shown = (("next", report.next_jobs), ("late", report.late_jobs), ("unreadable", report.unreadable_jobs), ("mismatched", report.mismatched_jobs))
+    for title, jobs in shown:
         if not jobs:
             continue
         lines.append(f"{title}:")
         for n, job in enumerate(jobs):
             branch = "└─" if n == len(jobs) - 1 else "├─"
-            if job.readable:
+            if job.mismatch:
+                lines.append(f"{branch} {monitor_text(job.id)}: {monitor_text(job.warning or '')}")
+            elif job.readable:
                 lines.append(f"{branch} {monitor_text(job.id)}: {monitor_text(job.schedule)}, {relative(job.next_run_time, report.at)}")
             else:
                 lines.append(f"{branch} {monitor_text(job.id)}: unreadable: {monitor_text(job.error or '')}")
@@ -179,6 +194,7 @@ def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
             "next_run_time": format_iso(job.next_run_time, tz),
             "next_run_in": relative(job.next_run_time, report.at) if job.next_run_time else None,
             "error": job.error,
+            "warning": job.warning,
         }
 
     c = report.counts
@@ -192,11 +208,13 @@ def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         "late": c.get("late"),
         "overdue": c.get("overdue"),
         "unreadable": c.get("unreadable"),
+        "mismatched": c.get("mismatched"),
         "unreadable_scanned": report.unreadable_scanned,
         "max_lateness_seconds": int(report.max_lateness) if math.isfinite(report.max_lateness) else None,
         "thresholds": {"warning_seconds": int(report.warning.total_seconds()), "critical_seconds": int(report.critical.total_seconds())},
         "next": [brief(j) for j in report.next_jobs],
         "late_jobs": [brief(j) for j in report.late_jobs],
         "unreadable_jobs": [brief(j) for j in report.unreadable_jobs],
+        "mismatched_jobs": [brief(j) for j in report.mismatched_jobs],
         "reason": monitor_text(report.reason),  # as in the summary; the ids above are exact
     }

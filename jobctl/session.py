@@ -112,6 +112,8 @@ class Session:
             records = (r for r in records if any(matches(r.id, p) for p in patterns))
         if by_id and paused is not None:
             records = (r for r in records if (r.due is None) == paused)
+        if by_id and self.backend.may_repeat:
+            records = _once(records)
         return itertools.islice(records, limit)
 
     def _pages(self, order: str, hint: Sequence[str]) -> Iterator[Record]:
@@ -119,12 +121,12 @@ class Session:
         size = PAGE
         while True:
             page = self.backend.page(order, after, size, hint)
-            yield from page
-            if len(page) < size:
+            yield from page.records
+            if page.after is None:
                 return
-            last = page[-1]
-            after = (last.due, last.id) if order == "due" else (last.id,)
-            if order == "due" and page[0].due == last.due:
+            after = page.after
+            records = page.records
+            if order == "due" and len(records) >= size and records[0].due == records[-1].due:
                 # a page all of one due time: the next read sorts that whole tie by id again,
                 # so read more at a time while it lasts
                 size = min(size * 2, MAX_PAGE)
@@ -269,6 +271,17 @@ class Session:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def _once(records: Iterable[Record]) -> Iterator[Record]:
+    """Each record once, by id: a store scanned in its own order (a Redis hash while it
+    shrinks) may give one twice, and an export must not hold an id twice. Keeps the ids
+    seen, which costs about 100 bytes a job."""
+    seen: set[str] = set()
+    for record in records:
+        if record.id not in seen:
+            seen.add(record.id)
+            yield record
 
 
 def _exactly(records: Iterable[Record], job_id: str) -> Record:

@@ -96,7 +96,7 @@ ID_LENGTH = 191  # SQLAlchemyJobStore's id column: Unicode(191)
 def check_ids(records: list[Record], dialect: str) -> None:
     """Refuse ids the target's id column cannot hold (SQLite does not enforce its length)."""
     too_long = [r.id for r in records if len(r.id) > ID_LENGTH]
-    if too_long and dialect != "sqlite":
+    if too_long and dialect not in ("sqlite", "redis"):
         raise ChangeRefused(
             f"{len(too_long)} job id(s) are longer than the {ID_LENGTH} characters APScheduler's id column "
             f"holds (the first: {too_long[0][:40]!r}…); nothing was imported"

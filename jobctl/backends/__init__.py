@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from jobctl.backends.base import Backend, Record, Stats, Target
+from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.errors import UsageError
 
 # URL scheme (the part before "://", less any "+driver") -> "module:Class"
@@ -17,6 +17,9 @@ BACKENDS = {
     "postgresql": "jobctl.backends.sql_aps3:SqlJobTable",
     "mysql": "jobctl.backends.sql_aps3:SqlJobTable",
     "mariadb": "jobctl.backends.sql_aps3:SqlJobTable",
+    "redis": "jobctl.backends.redis_aps3:RedisJobKeys",
+    "rediss": "jobctl.backends.redis_aps3:RedisJobKeys",
+    "unix": "jobctl.backends.redis_aps3:RedisJobKeys",
 }
 # any other scheme is handed to SQLAlchemy, which knows more databases than these
 FALLBACK = "jobctl.backends.sql_aps3:SqlJobTable"
@@ -26,15 +29,24 @@ def scheme_of(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].strip().lower()
 
 
+def backend_class(url: str) -> type[Backend]:
+    """The class that opens stores at this URL (its module imported, nothing connected)."""
+    module_name, _, class_name = BACKENDS.get(scheme_of(url), FALLBACK).partition(":")
+    backend_class: type[Backend] = getattr(importlib.import_module(module_name), class_name)
+    return backend_class
+
+
+def is_redis(url: str) -> bool:
+    return BACKENDS.get(scheme_of(url), FALLBACK).startswith("jobctl.backends.redis_aps3:")
+
+
 def open_backend(target: Target, write: bool, create: bool, lock_seconds: int, answer_seconds: int = 10) -> Backend:
     """Open the store `target` names. Without `create` a missing store is MissingStore and
     nothing is made; `create` is for `import --create-table` alone."""
     if not target.url:
         raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
-    module_name, _, class_name = BACKENDS.get(scheme_of(target.url), FALLBACK).partition(":")
-    backend_class = getattr(importlib.import_module(module_name), class_name)
-    backend: Backend = backend_class(target, write=write, create=create, lock_seconds=lock_seconds, answer_seconds=answer_seconds)
+    backend: Backend = backend_class(target.url)(target, write=write, create=create, lock_seconds=lock_seconds, answer_seconds=answer_seconds)
     return backend
 
 
-__all__ = ["BACKENDS", "Backend", "Record", "Stats", "Target", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "Page", "Record", "Stats", "Target", "backend_class", "is_redis", "open_backend"]

@@ -44,13 +44,22 @@ class Record(NamedTuple):
     data: bytes | str | int | float | None
 
 
+class Page(NamedTuple):
+    """One read step's records, and the key to read the next page after (None: no more)."""
+
+    records: list[Record]
+    after: tuple | None
+
+
 @dataclass(frozen=True)
 class Target:
-    """Which store: a URL and the names inside it."""
+    """Which store: a URL and the names inside it (a SQL table, or Redis keys)."""
 
     url: str
     table: str = "apscheduler_jobs"
     schema: str | None = None
+    jobs_key: str = "apscheduler.jobs"
+    run_times_key: str = "apscheduler.run_times"
 
 
 @dataclass
@@ -77,20 +86,37 @@ class Backend(ABC):
     """
 
     kind = "aps3"  # what its records mean: a jobctl.kinds module
-    name = ""  # "sqlite", "postgresql", "mysql": what an export records as its source
+    name = ""  # "sqlite", "postgresql", "mysql", "redis": what an export records as its source
     location = ""  # where, for messages (no password)
     whole_store_lock = False  # one lock covers every record (SQLite): no point trying the next
     created = False  # opened with create=True, and it made the store
+    # a store that exists once something is written to it (Redis keys): nothing to create
+    # first, so `import` writes into it without --create-table
+    made_by_writing = False
+    # the "id" order may give a record twice (a Redis hash scanned while it shrinks)
+    may_repeat = False
 
     @abstractmethod
-    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> list[Record]:
-        """At most `size` records following the key `after` (None: from the start), read in
-        one short step. `order` is "due" (records with a due value, by (due, id); key
-        (due, id)), "paused" (records without one, by id; key (id,)) or "id" (every record, by
-        id; key (id,)). `hint` holds id globs the caller filters by exactly; a backend may use
-        it to read less, and may return records that do not match, never leave out one that
-        does. Ids are ordered and compared by the store's own rules (a collation): ids unique
-        under those rules never tie, so a key never skips a record."""
+    def __init__(self, target: Target, write: bool = False, create: bool = False, lock_seconds: int = 10, answer_seconds: int = 10) -> None:
+        """Open the store `target` names, for writing if `write`. Without `create`, a store
+        that does not exist is MissingStore and nothing is made."""
+
+    @property
+    def names(self) -> dict[str, str | None]:
+        """The names inside the store, as an export records them."""
+        return {}
+
+    @abstractmethod
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> Page:
+        """About `size` records following the key `after` (None: from the start), read in
+        one short step, and the key of the next page (None after the last). `order` is "due"
+        (records with a due value, by (due, id)), "paused" (records without one) or "id"
+        (every record); the last two by id where the store orders ids (SQL), else in the
+        store's own order (a Redis hash's scan order). `hint` holds id globs the caller
+        filters by exactly; a backend may use it to read less, and may return records that
+        do not match, never leave out one that does. Ids are ordered and compared by the
+        store's own rules (a collation): ids unique under those rules never tie, so a key
+        never skips a record."""
 
     @abstractmethod
     def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:

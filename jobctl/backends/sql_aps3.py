@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from jobctl.backends.base import Backend, Record, Stats, Target
+from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.sqlite_files import SqliteFile
 from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError
 
@@ -267,7 +267,11 @@ class SqlJobTable(Backend):
                 clauses.append(self.jobs.c.id.like(_like(pattern), escape="\\"))
         return or_(*clauses)
 
-    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> list[Record]:
+    @property
+    def names(self) -> dict[str, str | None]:
+        return {"table": self.target.table, "schema": self.target.schema}
+
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> Page:
         from sqlalchemy import and_, or_
 
         c = self.jobs.c
@@ -287,8 +291,11 @@ class SqlJobTable(Backend):
         where = self._hint_filter(hint)
         if where is not None:
             query = query.where(where)
-        rows = self._run(lambda conn: conn.execute(query.limit(size)).all())
-        return [_record(r) for r in rows]
+        records = [_record(r) for r in self._run(lambda conn: conn.execute(query.limit(size)).all())]
+        if len(records) < size:
+            return Page(records, None)
+        last = records[-1]
+        return Page(records, (last.due, last.id) if order == "due" else (last.id,))
 
     def ids(self, hint: Sequence[str] = ()) -> Iterator[str]:
         from sqlalchemy import select

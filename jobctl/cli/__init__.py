@@ -17,7 +17,7 @@ from jobctl import __version__
 from jobctl.errors import ChangeRefused, JobctlError, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
-STATES = ["scheduled", "paused", "overdue", "unreadable"]
+STATES = ["scheduled", "paused", "overdue", "mismatched", "unreadable"]
 _SETTINGS = "jobctl.settings"
 
 
@@ -26,6 +26,8 @@ class Settings:
     url: str | None = None
     table: str = "apscheduler_jobs"
     schema: str | None = None
+    jobs_key: str = "apscheduler.jobs"
+    run_times_key: str = "apscheduler.run_times"
     output: str = "table"
     tz: str | None = None
     store: str | None = None
@@ -48,7 +50,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def connection_options(top_level: bool):
-    """--store, --url, --table, --schema, -o, --tz: accepted before and after the command name,
+    """--store, --url, --table, --schema, --jobs-key, --run-times-key, -o, --tz: accepted before and after the command name,
     meaning the same in either place (`reschedule` names its new trigger's zone --zone)."""
 
     def option(*names: str, envvar: str, default: Any = None, **kwargs: Any):
@@ -65,9 +67,11 @@ def connection_options(top_level: bool):
 
     options = [
         option("--store", envvar="JOBCTL_STORE", metavar="NAME", help="A named store from the config file (see `jobctl config`)."),
-        option("--url", envvar="JOBCTL_URL", metavar="URL", help="SQLAlchemy URL of the job store (sqlite:///jobs.sqlite, postgresql://user@host/db)."),
-        option("--table", envvar="JOBCTL_TABLE", default="apscheduler_jobs", metavar="NAME", help="Job table name (default apscheduler_jobs)."),
-        option("--schema", envvar="JOBCTL_SCHEMA", metavar="NAME", help="Database schema holding the table."),
+        option("--url", envvar="JOBCTL_URL", metavar="URL", help="The job store: a SQLAlchemy URL (sqlite:///jobs.sqlite, postgresql://user@host/db) or a Redis URL (redis://host:6379/0)."),
+        option("--table", envvar="JOBCTL_TABLE", default="apscheduler_jobs", metavar="NAME", help="SQL: job table name (default apscheduler_jobs)."),
+        option("--schema", envvar="JOBCTL_SCHEMA", metavar="NAME", help="SQL: database schema holding the table."),
+        option("--jobs-key", envvar="JOBCTL_JOBS_KEY", default="apscheduler.jobs", metavar="KEY", help="Redis: the jobs hash (default apscheduler.jobs)."),
+        option("--run-times-key", envvar="JOBCTL_RUN_TIMES_KEY", default="apscheduler.run_times", metavar="KEY", help="Redis: the run times sorted set (default apscheduler.run_times)."),
         option("-o", "--output", envvar="JOBCTL_OUTPUT", default="table", type=click.Choice(OUTPUTS, case_sensitive=False), help="Output format (default table)."),
         option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."),
     ]
@@ -90,19 +94,28 @@ def resolved():
     from jobctl import config
 
     s = settings()
-    given = {"url": s.url, "table": s.table, "schema": s.schema, "store": s.store}
+    given = {key: getattr(s, key) for key in (*config.FIELDS, "store")}
     return config.resolve(given, s.sources)
 
 
 def target():
     """The store the options, environment and config file name."""
+    from jobctl.backends import is_redis
     from jobctl.backends.base import Target
 
-    values = resolved().values
+    r = resolved()
+    values = r.values
     if not values["url"]:
         raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
     check_url(values["url"])
-    return Target(values["url"], values["table"], values["schema"])
+    # an option that names nothing in this kind of store is a mistake worth one line
+    redis = is_redis(values["url"])
+    for key in ("jobs_key", "run_times_key") if not redis else ("table", "schema"):
+        if r.sources.get(key) == "option":
+            what = "a Redis store" if redis else "a SQL store"
+            instead = "--jobs-key and --run-times-key name its keys" if redis else "--table and --schema name its table"
+            raise UsageError(f"--{key.replace('_', '-')} does not apply to {what}: {instead}")
+    return Target(values["url"], values["table"], values["schema"], values["jobs_key"], values["run_times_key"])
 
 
 def check_url(url: str) -> None:
@@ -113,6 +126,8 @@ def check_url(url: str) -> None:
     if not found:
         return  # the backend says it is malformed
     kind = scheme.split("+", 1)[0].strip().lower()
+    if kind == "unix":
+        return  # a Redis socket path: the backend reads it
     if kind == "postgres":
         meant = _masked(f"postgresql{scheme.strip()[len('postgres'):]}://{rest}")
         raise UsageError(f"SQLAlchemy knows no {scheme}:// URLs: write postgresql://, not postgres:// ({meant})")
@@ -225,8 +240,8 @@ def complete_job_ids(ctx: click.Context, param: click.Parameter, incomplete: str
 def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
     s = settings()
     for n, word in enumerate(words):
-        for key in ("url", "store", "table", "schema"):
-            flag = f"--{key}"
+        for key in ("url", "store", "table", "schema", "jobs_key", "run_times_key"):
+            flag = f"--{key.replace('_', '-')}"
             if word == flag and n + 1 < len(words):
                 value = words[n + 1]
             elif word.startswith(flag + "="):
@@ -235,7 +250,7 @@ def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
                 continue
             setattr(s, key, value)
             s.sources[key] = "option"
-    for key in ("url", "store", "table", "schema"):
+    for key in ("url", "store", "table", "schema", "jobs_key", "run_times_key"):
         variable = f"JOBCTL_{key.upper()}"
         if key not in s.sources and os.environ.get(variable):
             setattr(s, key, os.environ[variable])
@@ -536,6 +551,8 @@ def show_config() -> None:
         ("url", f"{masked(r.values['url']) or '-'}  ({r.sources.get('url', 'not set')})"),
         ("table", f"{r.values['table']}  ({r.sources.get('table', 'default')})"),
         ("schema", f"{r.values['schema'] or '-'}  ({r.sources.get('schema', 'default')})"),
+        ("jobs key", f"{r.values['jobs_key']}  ({r.sources.get('jobs_key', 'default')})"),
+        ("run times key", f"{r.values['run_times_key']}  ({r.sources.get('run_times_key', 'default')})"),
         ("output", f"{s.output}  ({s.sources.get('output', 'default')})"),
         ("time zone", f"{s.tz or 'local'}  ({s.sources.get('tz', 'default')})"),
     ]
@@ -595,7 +612,7 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     done = commands.import_(target(), text, replace, create_table, dry_run)
     if dry_run and done.created:
-        click.echo(f"dry run, nothing changed: would create the job table and import {done.count} job(s)")
+        click.echo(f"dry run, nothing changed: would create the store and import {done.count} job(s)")
         return
     prefix = "dry run, nothing changed: would import" if dry_run else "imported"
     click.echo(f"{prefix} {done.count} job(s): {len(done.result.added)} added, {len(done.result.replaced)} replaced")

@@ -14,7 +14,7 @@ from typing import Any
 from jobctl.codec.display import printable
 from jobctl.times import format_time
 
-STATE_COLORS = {"paused": "yellow", "overdue": "red", "unreadable": "red"}
+STATE_COLORS = {"paused": "yellow", "overdue": "red", "mismatched": "red", "unreadable": "red"}
 
 
 def use_color(stream: Any = None) -> bool:

@@ -85,7 +85,7 @@ _LEAVES = frozenset({int, float, str, bool, type(None), bytes, dt.datetime, dt.d
 class Job:
     """One stored job. `error` is set (and `state` None) when it is unreadable."""
 
-    __slots__ = ("id", "next_run_timestamp", "raw", "stored", "state", "error", "_words")
+    __slots__ = ("id", "next_run_timestamp", "raw", "stored", "state", "error", "mismatch", "_words")
 
     def __init__(self, job_id: str, next_run_timestamp: float | None, raw: Any) -> None:
         self.id = job_id
@@ -94,10 +94,11 @@ class Job:
         self.stored = raw  # as the store holds it, for export
         self.state: dict | None = None
         self.error: str | None = None
+        self.mismatch = False  # the store's due value is not the one APScheduler computes from the state
         self._words: str | None = None
         try:
             if raw is None:
-                raise UnreadableState("the store holds no job state for this id")
+                raise UnreadableState("only a run time is stored for this id, no job (APScheduler deletes such an entry when it loads the store)")
             if not isinstance(raw, (bytes, bytearray, memoryview)):
                 raise UnreadableState(f"job_state is {stored_type(raw)}, not a pickle")
             decoded = codec.decode(self.raw)
@@ -111,6 +112,25 @@ class Job:
             self.state = decoded
         except UnreadableState as exc:
             self.error = str(exc)
+            return
+        # APScheduler writes the due value (the next_run_time column, the run_times score)
+        # from the pickled next run time, in one step: if they differ, something else wrote one
+        self.mismatch = not _same_due(next_run_timestamp, utc_timestamp(decoded["next_run_time"]))
+
+    @property
+    def warning(self) -> str | None:
+        """What is wrong with a readable job, in words: its due value disagrees with its state."""
+        if not self.mismatch:
+            return None
+        stored = from_timestamp(self.next_run_timestamp) if isinstance(self.next_run_timestamp, (int, float)) else None
+        own = self.next_run_time
+        said_stored = "none (paused)" if self.next_run_timestamp is None else (format_iso(stored, dt.timezone.utc) if stored else repr(self.next_run_timestamp))
+        said_own = "none (paused)" if own is None else format_iso(own, dt.timezone.utc)
+        return (
+            f"the store's due time ({said_stored}) is not the job's own next run time ({said_own}): "
+            "a running scheduler takes the job up by the first and runs it by the second; "
+            "pause, resume or reschedule it to write both again"
+        )
 
     @property
     def readable(self) -> bool:
@@ -154,6 +174,12 @@ class Job:
         return from_timestamp(self.next_run_timestamp)
 
     @property
+    def due_time(self) -> dt.datetime | None:
+        """The store's own due value as a time (what a scheduler takes the job up by)."""
+        due = self.next_run_timestamp
+        return from_timestamp(due) if isinstance(due, (int, float)) and not isinstance(due, bool) and math.isfinite(due) else None
+
+    @property
     def trigger_type(self) -> str | None:
         return None if self.state is None else words.trigger_type(self.trigger)
 
@@ -167,9 +193,11 @@ class Job:
         return self._words
 
     def status(self, at: dt.datetime, late_after: dt.timedelta = LATE_AFTER) -> str:
-        """'scheduled', 'paused', 'overdue' or 'unreadable'."""
+        """'scheduled', 'paused', 'overdue', 'mismatched' or 'unreadable'."""
         if self.state is None:
             return "unreadable"
+        if self.mismatch:
+            return "mismatched"
         when = self.next_run_time
         if when is None:
             return "paused"
@@ -211,6 +239,12 @@ class Job:
         new_state.update(fields)
         data = codec.encode(new_state, codec.protocol_of(self.raw))
         return Record(self.id, utc_timestamp(new_state["next_run_time"]), data)
+
+
+def _same_due(stored: Any, own: float | None) -> bool:
+    if stored is None or own is None:
+        return stored is own
+    return isinstance(stored, (int, float)) and not isinstance(stored, bool) and float(stored) == own
 
 
 def zone_family(samples: Iterable[Record]) -> Any:
@@ -298,13 +332,14 @@ def job_summary(job: Job, at: dt.datetime, tz: dt.tzinfo) -> dict[str, Any]:
             "next_run_in": relative(when, at) if when else None,
             "state": job.status(at),
             "error": job.error,
+            "warning": job.warning,
         }
     except Exception as exc:  # noqa: BLE001 - one row's oddity is that row's problem
         job.state, job.error = None, f"cannot show this job ({type(exc).__name__}: {exc})"[:300]
         return {
             "id": job.id, "name": None, "func": None, "trigger": f"unreadable: {job.error}", "trigger_type": None,
             "next_run_time": format_iso(from_timestamp(job.next_run_timestamp), tz), "next_run_in": None,
-            "state": "unreadable", "error": job.error,
+            "state": "unreadable", "error": job.error, "warning": None,
         }  # fmt: skip
 
 
