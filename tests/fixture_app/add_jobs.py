@@ -1,30 +1,50 @@
 """Add interval jobs that touch marker files (live-scheduler and health tests).
 
     PYTHONPATH=tests/fixture_app python tests/fixture_app/add_jobs.py URL TABLE [--grace S|none] JOB_ID:SECONDS:MARKER[:LATE] ...
+    PYTHONPATH=tests/fixture_app python tests/fixture_app/add_jobs.py redis://HOST:PORT/DB TABLE \
+        [--jobs-key K] [--run-times-key R] [--grace S|none] JOB_ID:SECONDS:MARKER[:LATE] ...
 
 Each job runs shopapp.jobs.touch(MARKER) every SECONDS seconds. With LATE, its next run is set
 LATE seconds in the past, as a scheduler that stopped that long ago leaves it. --grace sets
-the jobs' misfire_grace_time (default 60; none for no limit).
+the jobs' misfire_grace_time (default 60; none for no limit). For a Redis URL TABLE keeps its
+place but is ignored (conftest.add_jobs passes 'apscheduler_jobs'), and the keys are the
+options, which may come anywhere after TABLE (store_url.py).
 """
 
 import datetime as dt
 import sys
 
 from apscheduler.job import Job
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from store_url import DEFAULT_JOBS_KEY, DEFAULT_RUN_TIMES_KEY, job_store
 
 from shopapp import jobs
 
+OPTIONS = {"--grace": "60", "--jobs-key": DEFAULT_JOBS_KEY, "--run-times-key": DEFAULT_RUN_TIMES_KEY}
+
+
+def parse(argv):
+    """URL, TABLE, the options and the specs. Only these exact option words (each followed by
+    its value) are options, wherever they stand: any other word is a spec, even one whose job
+    id starts with '-', which is why this is not argparse."""
+    if len(argv) < 2:
+        raise SystemExit(__doc__)
+    url, table, words = argv[0], argv[1], argv[2:]
+    options, specs = dict(OPTIONS), []
+    while words:
+        word = words.pop(0)
+        if word in OPTIONS and words:
+            options[word] = words.pop(0)
+        else:
+            specs.append(word)
+    return url, table, options, specs
+
 
 def main():
-    url, table, specs = sys.argv[1], sys.argv[2], sys.argv[3:]
-    grace = 60
-    if specs[:1] == ["--grace"]:
-        grace = None if specs[1] == "none" else int(specs[1])
-        specs = specs[2:]
-    store = SQLAlchemyJobStore(url=url, tablename=table)
+    url, table, options, specs = parse(sys.argv[1:])
+    grace = None if options["--grace"] == "none" else int(options["--grace"])
+    store = job_store(url, table=table, jobs_key=options["--jobs-key"], run_times_key=options["--run-times-key"])
     # The store is written directly, as a running scheduler's add_job would: a started
     # scheduler could run (and move) a job that is due before it is shut down again.
     scheduler = BackgroundScheduler(timezone="UTC")

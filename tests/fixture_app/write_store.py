@@ -1,11 +1,14 @@
-"""Write a realistic job store through APScheduler's own SQLAlchemyJobStore.
+"""Write a realistic job store through APScheduler's own SQLAlchemyJobStore or RedisJobStore.
 
 Runs under any APScheduler 3.6-3.11 with the `shopapp` fixture package importable:
 
     PYTHONPATH=tests/fixture_app python tests/fixture_app/write_store.py sqlite:///jobs.sqlite
+    PYTHONPATH=tests/fixture_app python tests/fixture_app/write_store.py redis://127.0.0.1:6379/11 \
+        --jobs-key K --run-times-key R
 
-Options: --protocol N (pickle protocol), --table NAME, --schema NAME, --extra N (add N more
-interval jobs, for large stores). It prints the APScheduler version that wrote the store.
+Options: --protocol N (pickle protocol), --table NAME, --schema NAME (SQL), --jobs-key KEY,
+--run-times-key KEY (Redis; store_url.py), --extra N (add N more interval jobs, for large
+stores). It prints the APScheduler version that wrote the store.
 """
 
 import argparse
@@ -13,7 +16,6 @@ import datetime as dt
 import decimal
 
 import apscheduler
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.combining import AndTrigger, OrTrigger
 from apscheduler.triggers.cron import CronTrigger
@@ -22,6 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from shopapp import jobs
 from shopapp.models import Customer, Mailer, Point
+from store_url import add_redis_options, job_store
 
 try:  # only APScheduler 3.11 has it
     from apscheduler.triggers.calendarinterval import CalendarIntervalTrigger
@@ -88,14 +91,11 @@ def main():
     parser.add_argument("--table", default="apscheduler_jobs")
     parser.add_argument("--schema", default=None)
     parser.add_argument("--extra", type=int, default=0)
+    add_redis_options(parser)
     options = parser.parse_args()
-    store_options = {"url": options.url, "tablename": options.table}
-    if options.schema:
-        store_options["tableschema"] = options.schema
-    if options.protocol is not None:
-        store_options["pickle_protocol"] = options.protocol
-    scheduler = BackgroundScheduler(jobstores={"default": SQLAlchemyJobStore(**store_options)},
-                                    timezone="UTC")
+    store = job_store(options.url, table=options.table, schema=options.schema, protocol=options.protocol,
+                      jobs_key=options.jobs_key, run_times_key=options.run_times_key)
+    scheduler = BackgroundScheduler(jobstores={"default": store}, timezone="UTC")
     add_jobs(scheduler, options.extra)
     scheduler.start(paused=True)
     scheduler.shutdown(wait=False)
