@@ -110,7 +110,8 @@ def _app_env() -> dict:
 
 
 def write_store(url: str, version: str = "current", *args: str) -> None:
-    """Write the fixture application's jobs through that APScheduler's SQLAlchemyJobStore."""
+    """Write the fixture application's jobs through that APScheduler's SQLAlchemyJobStore, or its
+    RedisJobStore for a redis:// URL ("--jobs-key", K, "--run-times-key", R in ARGS)."""
     subprocess.run(
         [aps_python(version), str(FIXTURE_APP / "write_store.py"), url, *args],
         check=True, env=_app_env(), capture_output=True, timeout=300,
@@ -132,6 +133,12 @@ def aps_load(url: str, version: str = "current", *args: str) -> dict:
     assert result.returncode == 0, result.stderr
     loaded = json.loads(result.stdout)
     assert loaded["rows_before"] == loaded["rows_after"] == len(loaded["jobs"]), "APScheduler could not restore every job"
+    if "run_times_before" in loaded:  # Redis: the sorted set the scheduler goes by agrees with the jobs
+        assert loaded["run_times_before"] == loaded["run_times_after"], "APScheduler removed run times"
+        wrong = {job["id"]: (job["run_time_score"], job["run_time_expected"])
+                 for job in loaded["jobs"] if job["run_time_score"] != job["run_time_expected"]}
+        assert not wrong, f"run-times score differs from next_run_time (score, expected): {wrong}"
+        assert not loaded["run_times_orphans"], f"run times with no job: {loaded['run_times_orphans']}"
     loaded["by_id"] = {job["id"]: job for job in loaded["jobs"]}
     return loaded
 
@@ -178,3 +185,43 @@ def drop_table(url: str, table: str) -> None:
     with engine.begin() as connection:
         connection.execute(sqlalchemy.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
+
+
+def redis_url() -> str:
+    """JOBCTL_TEST_REDIS_URL (redis://host:port/db, CI: db 11); skips the test when it is unset."""
+    return server_url("JOBCTL_TEST_REDIS_URL")
+
+
+def redis_client(url: str):
+    """A redis-py client on URL that returns bytes (close it when done)."""
+    import redis
+
+    return redis.Redis.from_url(url)
+
+
+@pytest.fixture
+def redis_keys():
+    """Unique (jobs_key, run_times_key) on JOBCTL_TEST_REDIS_URL, both deleted afterwards."""
+    url = redis_url()
+    tag = uuid.uuid4().hex
+    keys = (f"test.{tag}.jobs", f"test.{tag}.run_times")
+    yield keys
+    client = redis_client(url)
+    try:
+        client.delete(*keys)
+    finally:
+        client.close()
+
+
+def redis_dump(url: str, jobs_key: str, run_times_key: str) -> dict[str, tuple[float | None, bytes | None]]:
+    """Every job of a RedisJobStore, raw: {id: (run-times score or None, hash value or None)}
+    over both keys (an id in only one has None for the other; ids are decoded as UTF-8 with
+    surrogateescape). What 'byte-identical' is checked on for Redis."""
+    client = redis_client(url)
+    try:
+        states = client.hgetall(jobs_key)
+        scores = dict(client.zrange(run_times_key, 0, -1, withscores=True))
+    finally:
+        client.close()
+    return {job_id.decode("utf-8", "surrogateescape"): (scores.get(job_id), states.get(job_id))
+            for job_id in sorted(set(states) | set(scores))}
