@@ -186,7 +186,9 @@ def import_(target: Target, text: str, replace: bool = False, create_table: bool
     try:
         session = open_session(target, write=not dry_run, create=create_table and (made_by_writing or not dry_run))
     except MissingStore as exc:
-        if not (dry_run and create_table):
+        if not create_table:
+            raise MissingStore(f"{exc}; import --create-table makes it", exc.dialect) from None
+        if not dry_run:
             raise
         transfer.check_ids(records, exc.dialect)
         return Imported(len(records), Import(added=[r.id for r in records]), created=True)

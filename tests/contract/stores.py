@@ -14,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import aps_load, server_url, write_store
+from conftest import aps_load, redis_client, redis_dump, server_url, write_store
 from jobctl.backends.base import Target
 
 
 class SqlStore:
     """APScheduler 3's SQLAlchemyJobStore table, on SQLite or a server."""
+
+    made_by_writing = False  # import needs --create-table to make a missing table
 
     def __init__(self, kind: str, url: str, table: str) -> None:
         self.kind, self.url, self.table = kind, url, table
@@ -106,7 +108,74 @@ class SqlStore:
         engine.dispose()
 
 
-KINDS = ["sqlite", "postgresql", "mariadb"]
+class RedisStore:
+    """APScheduler 3's RedisJobStore: a hash and a sorted set, under unique test key names."""
+
+    kind = "redis"
+    made_by_writing = True  # Redis keys exist once written: import needs no --create-table
+
+    def __init__(self, url: str, tag: str | None = None) -> None:
+        self.url = url
+        tag = tag or uuid.uuid4().hex[:10]
+        self.jobs_key, self.run_times_key = f"test.{tag}.jobs", f"test.{tag}.run_times"
+
+    @property
+    def keys(self) -> list[str]:
+        return [self.jobs_key, self.run_times_key]
+
+    @property
+    def target(self) -> Target:
+        return Target(self.url, jobs_key=self.jobs_key, run_times_key=self.run_times_key)
+
+    @property
+    def args(self) -> list[str]:
+        return ["--url", self.url, "--jobs-key", self.jobs_key, "--run-times-key", self.run_times_key]
+
+    def write_jobs(self, *extra: str) -> None:
+        write_store(self.url, "current", "--jobs-key", self.jobs_key, "--run-times-key", self.run_times_key, *extra)
+
+    def load_back(self) -> dict:
+        return aps_load(self.url, "current", "--jobs-key", self.jobs_key, "--run-times-key", self.run_times_key)["by_id"]
+
+    def dump(self) -> dict[str, tuple]:
+        return redis_dump(self.url, self.jobs_key, self.run_times_key)
+
+    def put_raw(self, job_id: str, due: float | None, data: bytes) -> None:
+        """Set one job in both keys at once, as RedisJobStore.update_job does."""
+        client = redis_client(self.url)
+        try:
+            with client.pipeline(transaction=True) as pipe:
+                pipe.hset(self.jobs_key, job_id, data)
+                if due is None:
+                    pipe.zrem(self.run_times_key, job_id)
+                else:
+                    pipe.zadd(self.run_times_key, {job_id: due})
+                pipe.execute()
+        finally:
+            client.close()
+
+    def exists(self) -> bool:
+        client = redis_client(self.url)
+        try:
+            return bool(client.exists(*self.keys))
+        finally:
+            client.close()
+
+    def missing(self) -> RedisStore:
+        return RedisStore(self.url)
+
+    def fresh(self) -> RedisStore:
+        return RedisStore(self.url)
+
+    def drop(self) -> None:
+        client = redis_client(self.url)
+        try:
+            client.delete(*self.keys)
+        finally:
+            client.close()
+
+
+KINDS = ["sqlite", "postgresql", "mariadb", "redis"]
 _SERVERS = {"postgresql": "JOBCTL_TEST_POSTGRES_URL", "mariadb": "JOBCTL_TEST_MYSQL_URL"}
 
 
@@ -117,9 +186,11 @@ def store_of_kind(kind: str, folder: Path):
         store = SqlStore(kind, f"sqlite:///{folder / 'jobs.sqlite'}", "apscheduler_jobs")
     elif kind in _SERVERS:
         store = SqlStore(kind, server_url(_SERVERS[kind]), f"jobs_{uuid.uuid4().hex[:10]}")
+    elif kind == "redis":
+        store = RedisStore(server_url("JOBCTL_TEST_REDIS_URL"))
     else:
         pytest.fail(f"no contract store for {kind}")
-    others: list[SqlStore] = []
+    others: list = []
     try:
         yield store, others
     finally:
