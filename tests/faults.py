@@ -120,3 +120,27 @@ class StallingProxy(_Server):
             return
         finally:
             selector.close()
+
+
+class TricklingServer(_Server):
+    """Answers whatever it is sent with the start of a Redis bulk reply of a megabyte, then one
+    byte every `every` seconds: a server (or path) too slow to ever finish, yet never silent
+    long enough for a timeout on each read to fire."""
+
+    def __init__(self, every: float = 0.3, lifetime: float = 120) -> None:
+        self.every = every
+        super().__init__(lifetime)
+
+    def accepted(self, client: socket.socket) -> None:
+        threading.Thread(target=self._trickle, args=(client,), daemon=True).start()
+
+    def _trickle(self, client: socket.socket) -> None:
+        try:
+            client.settimeout(5)
+            client.recv(65536)
+            client.sendall(b"$1000000\r\n")
+            while self._running():
+                client.sendall(b"x")
+                time.sleep(self.every)
+        except OSError:
+            return

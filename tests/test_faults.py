@@ -8,9 +8,9 @@ import sys
 import time
 
 import pytest
-from faults import SilentServer, StallingProxy
+from faults import SilentServer, StallingProxy, TricklingServer
 
-from conftest import FIXTURE_APP, _app_env, add_jobs, drop_table, jobctl, jobctl_process, server_url, write_store
+from conftest import FIXTURE_APP, _app_env, add_jobs, drop_table, jobctl, jobctl_process, redis_client, server_url, write_store
 
 
 def bulk_store(path, count: int) -> None:
@@ -60,7 +60,7 @@ def test_a_long_read_never_locks_the_application_out(tmp_path):
 
 # --- servers that stop answering -------------------------------------------------------------
 
-SERVERS = {"postgresql": "JOBCTL_TEST_POSTGRES_URL", "mariadb": "JOBCTL_TEST_MYSQL_URL"}
+SERVERS = {"postgresql": "JOBCTL_TEST_POSTGRES_URL", "mariadb": "JOBCTL_TEST_MYSQL_URL", "redis": "JOBCTL_TEST_REDIS_URL"}
 BOUNDS = {"JOBCTL_LOCK_TIMEOUT": "1", "JOBCTL_TIMEOUT": "1"}  # connect 1 s; a step: 1 s of lock wait, 1 s of silence
 
 
@@ -88,12 +88,38 @@ def test_a_server_that_accepts_and_never_speaks_is_given_up_on(kind):
         assert completions.returncode == 0 and completions.stdout.strip() == ""
 
 
+def test_a_redis_that_trickles_forever_is_given_up_on():
+    """A byte every 0.3 s never trips redis-py's timeout on each read: the step's own deadline
+    (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT) ends it."""
+    with TricklingServer() as trickling:
+        for args, code in ((["health"], 3), (["list"], 1)):
+            started = time.monotonic()
+            result = jobctl("--url", f"redis://127.0.0.1:{trickling.port}/0", *args, env=BOUNDS)
+            waited = time.monotonic() - started
+            assert result.returncode == code, (args, result.stdout, result.stderr)
+            assert waited < 5, f"{args}: {waited:.1f} s"
+            text = result.stdout if code == 3 else result.stderr
+            assert "did not answer within 2 s" in text and len(text.strip().splitlines()) == 1, text
+
+
 @pytest.fixture(params=sorted(SERVERS))
 def big_server_store(request, table_name):
-    """A store of 3,000 jobs on each server: listing it takes many round trips."""
+    """A store of 3,000 jobs on each server: listing it takes many round trips. Yields the
+    URL and the options naming the table (or the Redis keys)."""
     import sqlalchemy
 
     url = server_url(SERVERS[request.param])
+    if request.param == "redis":
+        keys = [f"test.{table_name}.jobs", f"test.{table_name}.run_times"]
+        write_store(url, "current", "--jobs-key", keys[0], "--run-times-key", keys[1])
+        client = redis_client(url)
+        state = client.hget(keys[0], "daily_reports")
+        client.hset(keys[0], mapping={f"bulk_{n:05d}": state for n in range(3000)})
+        client.zadd(keys[1], {f"bulk_{n:05d}": 2e9 + n for n in range(3000)})
+        yield url, ["--jobs-key", keys[0], "--run-times-key", keys[1]]
+        client.delete(*keys)
+        client.close()
+        return
     write_store(url, "current", "--table", table_name)
     engine = sqlalchemy.create_engine(url)
     with engine.begin() as connection:
@@ -101,14 +127,14 @@ def big_server_store(request, table_name):
         rows = [{"i": f"bulk_{n:05d}", "t": 2e9 + n, "s": state} for n in range(3000)]
         connection.execute(sqlalchemy.text(f"INSERT INTO {table_name} VALUES (:i, :t, :s)"), rows)
     engine.dispose()
-    yield url, table_name
+    yield url, ["--table", table_name]
     drop_table(url, table_name)
 
 
 def test_a_connection_that_stalls_midway_is_given_up_on(big_server_store):
     """A proxy forwards N chunks and then nothing, keeping both connections open: whatever N,
     every command ends within its bound, in one line."""
-    url, table = big_server_store
+    url, names = big_server_store
     upstream = make_url_host_port(url)
     for chunks, across in ((1, False), (4, False), (12, False), (40, False), (300, True), (600, True), (700, True)):
         with StallingProxy(upstream, chunks, across=across) as proxy:
@@ -116,7 +142,7 @@ def test_a_connection_that_stalls_midway_is_given_up_on(big_server_store):
             commands = ((["list", "-o", "json"], 1),) if across else ((["health"], 3), (["list", "-o", "json"], 1))
             for args, failed in commands:
                 started = time.monotonic()
-                result = jobctl("--url", stalled, "--table", table, *args, env=BOUNDS)
+                result = jobctl("--url", stalled, *names, *args, env=BOUNDS)
                 waited = time.monotonic() - started
                 assert waited < 8, f"{chunks} chunks, {args}: {waited:.1f} s"
                 assert result.returncode in (0, failed) and "Traceback" not in result.stderr, (chunks, args, result.stderr)
@@ -133,4 +159,4 @@ def make_url_host_port(url: str) -> tuple[str, int]:
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
-    return parsed.host or "127.0.0.1", parsed.port or {"postgresql": 5432}.get(parsed.get_backend_name(), 3306)
+    return parsed.host or "127.0.0.1", parsed.port or {"postgresql": 5432, "redis": 6379}.get(parsed.get_backend_name(), 3306)

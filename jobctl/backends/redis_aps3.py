@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
+from jobctl.backends.deadline import Cut
 from jobctl.errors import JobctlError, MissingStore, StoreError, UsageError
 
 CONNECT_TIMEOUT = 5  # seconds (or JOBCTL_TIMEOUT, if less): an unreachable server fails fast
@@ -199,6 +200,7 @@ class RedisJobKeys(Backend):
         self.connect_seconds = min(CONNECT_TIMEOUT, answer_seconds)
         self.keys = [target.jobs_key.encode("utf-8", "surrogateescape"), target.run_times_key.encode("utf-8", "surrogateescape")]
         self.client = self._client(target.url)
+        self.cut = Cut(self._connections)
         self.scripts: dict[str, Any] = {}
         self._open(create)
 
@@ -316,12 +318,22 @@ class RedisJobKeys(Backend):
         return self._call(lambda: script(keys=self.keys, args=list(args)), "Redis error on", writes)
 
     def _call(self, work: Callable[[], Any], doing: str, writes: bool = False) -> Any:
+        """One step, bounded in all (a socket timeout bounds each read alone, and a server
+        that trickles a byte before each would hold it for ever), errors as jobctl's own."""
         from redis.exceptions import RedisError
 
         try:
-            return work()
+            with self.cut.bounded(self.step_seconds):
+                return work()
         except RedisError as exc:
             raise self._error(exc, doing, writes) from exc
+        except OSError as exc:  # the cut, seen by the client's socket code itself
+            raise self._error(exc, doing, writes) from exc
+
+    def _connections(self) -> list[Any]:
+        """The connections of the client's pool (redis-py keeps each's socket as _sock)."""
+        pool = getattr(self.client, "connection_pool", None)
+        return [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
 
     def _error(self, exc: Any, doing: str, writes: bool) -> JobctlError:
         """A Redis error as one line."""
@@ -331,7 +343,7 @@ class RedisJobKeys(Backend):
 
         message = _first_line(exc)
         unknown = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
-        if isinstance(exc, RedisTimeoutError) or "timed out" in message.lower():
+        if self.cut.fired or isinstance(exc, RedisTimeoutError) or "timed out" in message.lower():
             return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_TIMEOUT){unknown}")
         if isinstance(exc, AuthenticationError) or message.startswith(("WRONGPASS", "NOAUTH", "invalid username-password")):
             return StoreError(f"{self.location} refused the credentials: {message} (a password in the URL, or password_env in the config file)")

@@ -12,13 +12,11 @@ import contextlib
 import copy
 import importlib.util
 import logging
-import os
-import socket
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
+from jobctl.backends.deadline import Cut
 from jobctl.backends.sqlite_files import SqliteFile
 from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError
 
@@ -46,7 +44,7 @@ class SqlJobTable(Backend):
         # the longest one step may take: its lock wait, then the server's answer
         self.step_seconds = lock_seconds + answer_seconds
         self.connect_seconds = min(CONNECT_TIMEOUT, answer_seconds)
-        self.cut = _Cut()
+        self.cut = Cut()
         self.sqlite: SqliteFile | None = None
         self.connection: Any = None  # inside transaction(): every step runs on it
         self.engine = self._engine(target.url)
@@ -195,13 +193,8 @@ class SqlJobTable(Backend):
         if self.sqlite is not None:
             yield
             return
-        timer = threading.Timer(self.step_seconds, self.cut.fire)
-        timer.daemon = True
-        timer.start()
-        try:
+        with self.cut.bounded(self.step_seconds):
             yield
-        finally:
-            timer.cancel()
 
     def _failures(self) -> tuple[type[BaseException], ...]:
         """What a failing database raises: SQLAlchemy's wrapper, and the driver's own errors,
@@ -399,33 +392,6 @@ def _record(row: Any) -> Record:
     if not isinstance(job_id, str):  # an id stored as a BLOB or a number: listed, escaped
         job_id = job_id.decode("utf-8", "backslashreplace") if isinstance(job_id, bytes) else str(job_id)
     return Record(job_id, due, data)
-
-
-class _Cut:
-    """Shuts down a connection's socket when its step has run out of time (a timer thread)."""
-
-    def __init__(self) -> None:
-        self.fired = False
-        self.connection: Any = None
-
-    def watch(self, dbapi_connection: Any) -> None:
-        """The connection the current step uses (each step connects anew: no pool)."""
-        self.connection = dbapi_connection
-
-    def fire(self) -> None:
-        self.fired = True
-        dbapi_connection = self.connection
-        fileno = getattr(dbapi_connection, "fileno", None)
-        if fileno is None:  # PyMySQL keeps its socket
-            sock = getattr(dbapi_connection, "_sock", None)
-            fileno = getattr(sock, "fileno", None)
-        try:
-            fd = fileno() if fileno is not None else -1
-            if fd >= 0:
-                with socket.socket(fileno=os.dup(fd)) as duplicate:
-                    duplicate.shutdown(socket.SHUT_RDWR)  # shuts the socket itself, for every fd
-        except OSError:
-            pass  # already closed: the step is over
 
 
 def _is_timeout(error: Any) -> bool:
