@@ -145,7 +145,9 @@ def test_a_connection_that_stalls_midway_is_given_up_on(big_server_store):
                 result = jobctl("--url", stalled, *names, *args, env=BOUNDS)
                 waited = time.monotonic() - started
                 assert waited < 8, f"{chunks} chunks, {args}: {waited:.1f} s"
-                assert result.returncode in (0, failed) and "Traceback" not in result.stderr, (chunks, args, result.stderr)
+                # health WARNS: the bulk jobs share one job's pickle, so their due times are not its own
+                answered = (0, 1) if args == ["health"] else (0,)
+                assert result.returncode in (*answered, failed) and "Traceback" not in result.stderr, (chunks, args, result.stderr)
                 if result.returncode == failed:
                     text = result.stdout if failed == 3 else result.stderr
                     assert len(text.strip().splitlines()) == 1, text

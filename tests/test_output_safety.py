@@ -217,9 +217,9 @@ def _health(url: str) -> tuple[int, str, dict]:
     report = json.loads(as_json.stdout)
     assert report["summary"] == lines[0]
     data = _perfdata(lines[0])
-    assert set(data) == {"jobs", "active", "paused", "late", "overdue", "unreadable", "lateness"}
-    assert [int(data[k].split(";")[0]) for k in ("jobs", "late", "overdue", "unreadable")] == [
-        report[k] for k in ("total", "late", "overdue", "unreadable")]
+    assert set(data) == {"jobs", "active", "paused", "late", "overdue", "unreadable", "mismatched", "lateness"}
+    assert [int(data[k].split(";")[0]) for k in ("jobs", "late", "overdue", "unreadable", "mismatched")] == [
+        report[k] for k in ("total", "late", "overdue", "unreadable", "mismatched")]
     return text.returncode, text.stdout, report
 
 
