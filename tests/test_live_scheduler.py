@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_APP, drop_table, jobctl, server_url
+from conftest import FIXTURE_APP, drop_table, jobctl, redis_client, server_url
 
 
 def lines(path: Path) -> int:
@@ -30,31 +30,40 @@ def wait_for(condition, timeout: float = 20.0) -> bool:
     return False
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "redis"])
 def live(request, tmp_path, table_name):
+    """A BackgroundScheduler (another process) running four marker jobs on a store; yields
+    the store's URL and the options naming its table or keys."""
+    keys = [f"test.{table_name}.jobs", f"test.{table_name}.run_times"]
     if request.param == "sqlite":
-        url, table = f"sqlite:///{tmp_path / 'live.sqlite'}", "apscheduler_jobs"
+        url, names = f"sqlite:///{tmp_path / 'live.sqlite'}", ["--table", "apscheduler_jobs"]
+    elif request.param == "postgresql":
+        url, names = server_url("JOBCTL_TEST_POSTGRES_URL"), ["--table", table_name]
     else:
-        url, table = server_url("JOBCTL_TEST_POSTGRES_URL"), table_name
+        url, names = server_url("JOBCTL_TEST_REDIS_URL"), ["--jobs-key", keys[0], "--run-times-key", keys[1]]
     env = dict(os.environ, PYTHONPATH=str(FIXTURE_APP), TZ="UTC")
     markers = {name: tmp_path / f"{name}.txt" for name in ("fast", "slow", "moved", "gone")}
     specs = [f"fast:3:{markers['fast']}", f"slow:3600:{markers['slow']}", f"moved:3600:{markers['moved']}", f"gone:3:{markers['gone']}"]
-    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, table, *specs], check=True, env=env, timeout=120)
-    scheduler = subprocess.Popen([sys.executable, str(FIXTURE_APP / "run_scheduler.py"), url, "--table", table, "--wakeup", "1"],
+    table = names[1] if names[0] == "--table" else "apscheduler_jobs"  # add_jobs.py: URL TABLE [--jobs-key K ...] SPEC...
+    extra = names if names[0] != "--table" else []
+    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, table, *extra, *specs], check=True, env=env, timeout=120)
+    scheduler = subprocess.Popen([sys.executable, str(FIXTURE_APP / "run_scheduler.py"), url, *names, "--wakeup", "1"],
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    yield url, table, markers
+    yield url, names, markers
     scheduler.terminate()
     scheduler.wait(timeout=30)
     if request.param == "postgresql":
-        drop_table(url, table)
+        drop_table(url, table_name)
+    elif request.param == "redis":
+        redis_client(url).delete(*keys)
 
 
 @pytest.mark.slow
 def test_changes_take_effect_in_a_running_scheduler(live):
-    url, table, markers = live
+    url, names, markers = live
 
     def ctl(*args: str) -> str:
-        result = jobctl("--url", url, "--table", table, *args)
+        result = jobctl("--url", url, *names, *args)
         assert result.returncode == 0, result.stderr
         return result.stdout
 
