@@ -154,7 +154,17 @@ def remove(target: Target, patterns: Sequence[str], dry_run: bool = False, confi
     return removal
 
 
-def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> Iterator[str]:
+@dataclass
+class Export:
+    """The export document, streamed; `left_out` fills in as it is read: the ids of records
+    that hold no job at all (a Redis run_times member without one), which no import could
+    restore."""
+
+    lines: Iterator[str]
+    left_out: list[str] = field(default_factory=list)
+
+
+def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> Export:
     """The export document, streamed: readable fields and each exact stored record."""
     from jobctl import transfer
     from jobctl.kinds.aps3 import Job
@@ -162,7 +172,17 @@ def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None 
     session = open_session(target)
     backend = session.backend
     source = {"dialect": backend.name, **backend.names}
-    return transfer.export_lines((Job(*r) for r in session.scan(patterns, by_id=True)), at or _now(), tz, source)
+    result = Export(iter(()))
+
+    def jobs() -> Iterator[Job]:
+        for record in session.scan(patterns, by_id=True):
+            if record.data is None:
+                result.left_out.append(record.id)
+            else:
+                yield Job(*record)
+
+    result.lines = transfer.export_lines(jobs(), at or _now(), tz, source)
+    return result
 
 
 @dataclass

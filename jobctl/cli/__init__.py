@@ -582,13 +582,19 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
     from jobctl import commands
     from jobctl.cli.render import json_safe
 
-    lines = (json_safe(line) for line in commands.export(target(), patterns, tz=display_zone()))
+    exported = commands.export(target(), patterns, tz=display_zone())
+    lines = (json_safe(line) for line in exported.lines)
     if path:
         with click.open_file(path, "w", encoding="utf-8", atomic=True) as out:
             for line in lines:
                 out.write(line)
     else:
         write_document(lines)
+    if exported.left_out:
+        from jobctl.cli.render import printable
+
+        shown = ", ".join(printable(i) for i in exported.left_out[:5]) + (" …" if len(exported.left_out) > 5 else "")
+        click.echo(f"jobctl: warning: left out {len(exported.left_out)} run time(s) with no job, which no import could restore: {shown}", err=True)
 
 
 @cli.command("import")
