@@ -271,7 +271,7 @@ def output() -> str:
 @click.option("--debug", is_flag=True, expose_value=False, help="Show a traceback when something fails.")
 @click.version_option(__version__, "--version", prog_name="jobctl")
 def cli() -> None:
-    """Inspect and change the jobs in an APScheduler 3 job store (SQLAlchemyJobStore), safely.
+    """Inspect and change the jobs in an APScheduler 3 job store (SQLAlchemyJobStore or RedisJobStore), safely.
 
     jobctl never imports the application's code, never runs what a row's pickle names,
     never deletes or creates anything you did not ask for, and writes changed rows back
@@ -281,6 +281,7 @@ def cli() -> None:
     Examples:
       jobctl demo                                  # make a demo store and try it
       jobctl --url sqlite:///jobs.sqlite list
+      jobctl --url redis://localhost:6379/0 list
       jobctl show daily_reports
       jobctl pause 'report_*'
       jobctl reschedule daily_reports --cron '0 7 * * 1-5' --zone Europe/Paris
@@ -577,7 +578,7 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
     """Write jobs as a JSON document that `jobctl import` restores byte for byte.
 
     Each job has readable fields (id, name, func, schedule in words, next run) and its exact
-    row (the next_run_time column and job_state in base64).
+    record (the next_run_time column or Redis score, and job_state in base64).
     """
     from jobctl import commands
     from jobctl.cli.render import json_safe
@@ -606,8 +607,9 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
 def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> None:
     """Restore jobs from a `jobctl export` document (FILE, or - for standard input).
 
-    Rows are written exactly as exported, all in one transaction. Ids that already exist are
-    refused unless --replace. Nothing is created unless --create-table.
+    Records are written exactly as exported, all in one transaction. Ids that already exist are
+    refused unless --replace. A SQL table is created only with --create-table; Redis keys
+    exist once written.
     """
     from jobctl import commands
 
