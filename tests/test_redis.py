@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import uuid
 
@@ -285,3 +286,12 @@ def test_import_replaces_only_when_asked_and_all_or_nothing(redis_store, tmp_pat
     after = redis_dump(url, *keys)
     assert after["daily_reports"][0] is not None, "the exported, scheduled job is back"
     aps_load(url, "current", *keys_args(keys))
+
+
+def test_a_missing_redis_client_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` raises ImportError
+    for command, code, stream in ((["list"], 1, "stderr"), (["health"], 3, "stdout")):
+        result = jobctl("--url", "redis://127.0.0.1:6379/0", *command)
+        text = getattr(result, stream)
+        assert result.returncode == code and "pip install 'jobctl[redis]'" in text, result
+        assert len(text.strip().splitlines()) == 1
