@@ -236,6 +236,7 @@ class RedisJobKeys(Backend):
                 "rediss://… (TLS) or unix:///path/redis.sock?db=DB"
             ) from None
         connection = client.connection_pool.connection_kwargs
+        connection["decode_responses"] = False  # ?decode_responses=true in a URL: pickles are bytes
         self.db = int(connection.get("db") or 0)
         if connection.get("path"):
             self.location = f"unix://{connection['path']}?db={self.db}"
