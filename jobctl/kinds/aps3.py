@@ -98,7 +98,7 @@ class Job:
         self._words: str | None = None
         try:
             if raw is None:
-                raise UnreadableState("only a run time is stored for this id, no job (APScheduler deletes such an entry when it loads the store)")
+                raise UnreadableState("only a run time is stored for this id, no job (a running scheduler deletes such an entry once it is due)")
             if not isinstance(raw, (bytes, bytearray, memoryview)):
                 raise UnreadableState(f"job_state is {stored_type(raw)}, not a pickle")
             decoded = codec.decode(self.raw)
