@@ -39,26 +39,6 @@ SECRET = "s3cret-Pw"
 ODD_PASSWORD = "p@ss:w/rd%41 #?&="  # every character a URL gives a meaning to
 
 
-def _unix_takes_a_connect_timeout() -> bool:
-    try:
-        from redis.connection import UnixDomainSocketConnection
-    except ImportError:  # no redis-py: jobctl says so itself
-        return True
-
-    try:
-        UnixDomainSocketConnection(path="/nonexistent", socket_connect_timeout=1)
-    except TypeError:
-        return False
-    return True
-
-
-# redis-py 4.2 (the floor jobctl's redis extra allows) has no socket_connect_timeout for a socket
-UNIX_BUG = pytest.mark.xfail(not _unix_takes_a_connect_timeout(), strict=True, reason=(
-    "jobctl bug: with the redis-py its extra allows (4.2), every unix:// URL fails with 'internal error: "
-    "TypeError: UnixDomainSocketConnection.__init__() got an unexpected keyword argument 'socket_connect_timeout'"
-))
-
-
 def keys_args(keys: tuple[str, str]) -> list[str]:
     return ["--jobs-key", keys[0], "--run-times-key", keys[1]]
 
@@ -110,7 +90,6 @@ def real_store(tmp_path_factory) -> RealStore:
 # --- 1. a unix socket --------------------------------------------------------------------------
 
 
-@UNIX_BUG
 def test_a_store_on_a_unix_socket_reads_byte_for_byte_and_pauses(real_store, tmp_path):
     """unix:///path/redis.sock?db=N, APScheduler's own key names (no --jobs-key), database 5 of
     a server with no TCP port at all."""
@@ -181,7 +160,7 @@ def url_for(server, how: str, password: str) -> str:
     pytest.param(lambda server: url_for(server, "default", SECRET), id="requirepass"),
     pytest.param(lambda server: url_for(server, "alice", "alice-pw"), id="acl-user"),
     pytest.param(lambda server: f"redis://odd:{quote(ODD_PASSWORD, safe='')}@127.0.0.1:{server.port}/0", id="odd-password"),
-    pytest.param(lambda server: url_for(server, "socket", SECRET), id="unix-socket", marks=UNIX_BUG),
+    pytest.param(lambda server: url_for(server, "socket", SECRET), id="unix-socket"),
 ])  # fmt: skip
 def test_a_password_or_an_acl_user_in_the_url_opens_the_store(secured, url):
     server, client = secured
@@ -195,7 +174,7 @@ def test_a_password_or_an_acl_user_in_the_url_opens_the_store(secured, url):
     assert_consistent(RealStore.read(client, *TAGGED_KEYS), {b"paused_sync"})
 
 
-@pytest.mark.parametrize("how", ["default", "alice", pytest.param("socket", marks=UNIX_BUG)])
+@pytest.mark.parametrize("how", ["default", "alice", "socket"])
 def test_a_wrong_password_is_one_line_that_never_shows_it(secured, how):
     server, client = secured
     before = RealStore.read(client, *TAGGED_KEYS)
@@ -216,7 +195,7 @@ def test_a_wrong_password_is_one_line_that_never_shows_it(secured, how):
 def test_no_password_is_one_line(secured):
     server, _ = secured
     result = jobctl("--url", f"redis://127.0.0.1:{server.port}/0", *keys_args(TAGGED_KEYS), "list")
-    assert result.returncode == 1 and "refused the credentials" in one_line(result.stderr), result
+    assert result.returncode == 1 and "needs a password" in one_line(result.stderr), result
 
 
 @pytest.fixture
@@ -236,7 +215,7 @@ def config_file(secured, tmp_path):
     return {"JOBCTL_CONFIG": str(config), "SOME_VAR": SECRET, "ALICE_PW": "alice-pw", "ODD_PW": ODD_PASSWORD}, client
 
 
-@pytest.mark.parametrize("store", ["x", "alice", "odd", pytest.param("sock", marks=UNIX_BUG)])
+@pytest.mark.parametrize("store", ["x", "alice", "odd", "sock"])
 def test_password_env_supplies_the_password_for_redis_and_unix_urls(config_file, store):
     """The config file names the variable, never the password; `jobctl config` masks it."""
     env, client = config_file
@@ -309,10 +288,10 @@ def test_rediss_with_the_ca_named_in_the_url_opens_the_store(tls_server):
 
 def test_rediss_that_cannot_verify_the_server_fails_in_one_line(tls_server, tmp_path):
     server, ca = tls_server
-    for url, said in ((f"rediss://localhost:{server.tls_port}/0", "certificate verify failed"),
-                      (f"rediss://localhost:{server.tls_port}/0?ssl_ca_certs={tmp_path / 'missing.crt'}", "No such file")):
+    for url, said, code in ((f"rediss://localhost:{server.tls_port}/0", "certificate verify failed", 1),
+                            (f"rediss://localhost:{server.tls_port}/0?ssl_ca_certs={tmp_path / 'missing.crt'}", "missing.crt in the Redis URL: no such file", 2)):
         result = jobctl("--url", url, *keys_args(TAGGED_KEYS), "list")
-        assert result.returncode == 1 and said in one_line(result.stderr), result
+        assert result.returncode == code and said in one_line(result.stderr), result
 
 
 def test_plain_redis_to_the_tls_port_fails_at_once_in_one_line(tls_server):
@@ -324,7 +303,7 @@ def test_plain_redis_to_the_tls_port_fails_at_once_in_one_line(tls_server):
 
 
 def test_rediss_to_the_plain_port_fails_in_one_line_within_its_deadline(tls_server):
-    """The server never answers a TLS hello: jobctl gives up after its step deadline."""
+    """The server never answers a TLS hello: jobctl gives up after its connect deadline."""
     server, ca = tls_server
     env = {"JOBCTL_TIMEOUT": "1", "JOBCTL_LOCK_TIMEOUT": "1"}
     url = f"rediss://localhost:{server.port}/0?ssl_ca_certs={ca}"
@@ -334,14 +313,9 @@ def test_rediss_to_the_plain_port_fails_in_one_line_within_its_deadline(tls_serv
         assert time.monotonic() - started < 4
         assert result.returncode == code, result
         line = one_line(result.stdout if code == 3 else result.stderr)
-        assert f"rediss://localhost:{server.port}/0" in line and "did not answer" in line, line
+        assert f"could not connect to rediss://localhost:{server.port}/0 within 1 s (is that port TLS?" in line, line
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "jobctl bug: the TLS handshake is bounded by the whole step deadline (JOBCTL_LOCK_TIMEOUT + "
-    "JOBCTL_TIMEOUT, 20 s by default), not by the connect deadline (min(5, JOBCTL_TIMEOUT)), so "
-    "rediss:// to a plain port hangs 20 s"
-))
 def test_rediss_to_the_plain_port_fails_within_the_connect_deadline(tls_server):
     server, ca = tls_server
     env = {"JOBCTL_TIMEOUT": "1", "JOBCTL_LOCK_TIMEOUT": "3"}  # connect deadline 1 s, step 4 s
@@ -466,13 +440,9 @@ def test_a_cluster_has_only_database_0(real_store, cluster, cluster_client):
     assert result.returncode == 1 and "cluster" in one_line(result.stderr).lower(), result
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "jobctl bug: _error matches MOVED/ASK/CROSSSLOT/CLUSTERDOWN (and NOPERM) by the message's "
-    "prefix, which redis-py strips (MovedError('10998 127.0.0.1:P')): a redirect is reported as "
-    "'cannot reach …: Command # 1 (TYPE {aps}.jobs) of pipeline caused error: 10998 127.0.0.1:P'"
-))
-def test_a_cluster_user_without_info_is_told_it_is_a_cluster(real_store, cluster, cluster_client):
-    """INFO forbidden: jobctl cannot see the cluster and talks to one node, which redirects."""
+def test_a_cluster_user_without_info_goes_through_the_cluster(real_store, cluster, cluster_client):
+    """INFO forbidden: jobctl cannot ask whether it is a cluster, and the node it names owns
+    neither key; the redirect tells it, and it goes through the cluster."""
     real_store.put(cluster_client, *TAGGED_KEYS)
     owner = cluster_client.get_node_from_key(TAGGED_KEYS[0]).port
     import redis
@@ -482,10 +452,16 @@ def test_a_cluster_user_without_info_is_told_it_is_a_cluster(real_store, cluster
         node.acl_setuser("noinfo", enabled=True, passwords=["+pw"], keys=["*"], commands=["+@all", "-info"])
         node.close()
     other = next(port for port in cluster if port != owner)
-    result = jobctl("--url", f"redis://noinfo:pw@127.0.0.1:{other}/0", *keys_args(TAGGED_KEYS), "list")
-    assert result.returncode == 1
-    line = one_line(result.stderr)
-    assert "is a Redis Cluster" in line and "cannot reach" not in line, line
+    args = ["--url", f"redis://noinfo:pw@127.0.0.1:{other}/0", *keys_args(TAGGED_KEYS)]
+    result = jobctl(*args, "list", "-o", "json")
+    if tuple(int(part) for part in redis.__version__.split(".")[:2]) < (4, 4):
+        # redis-py 4.2's cluster client asks INFO itself: it cannot be set up, said in one line
+        assert result.returncode == 1 and "is a Redis Cluster" in one_line(result.stderr), result
+        return
+    assert result.returncode == 0, result
+    assert {job["id"] for job in json.loads(result.stdout)} == {job_id.decode() for job_id in real_store.jobs}
+    refused = jobctl("--url", f"redis://noinfo:pw@127.0.0.1:{other}/0", *keys_args(DEFAULT_KEYS), "list")
+    assert refused.returncode == 1 and "hash slot" in one_line(refused.stderr), refused
 
 
 # --- 5. a user who may not run scripts ---------------------------------------------------------
@@ -515,14 +491,10 @@ def test_a_user_who_may_not_run_scripts_is_told_in_one_line(limited):
     assert RealStore.read(client, *TAGGED_KEYS) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "jobctl bug: the NOPERM branch of RedisJobKeys._error never fires, since redis-py strips the "
-    "'NOPERM ' prefix (NoPermissionError); the hint 'jobctl needs EVALSHA/EVAL, …' is never shown"
-))
 def test_a_user_who_may_not_run_scripts_is_told_what_jobctl_needs(limited):
     server, _ = limited
     result = jobctl("--url", f"redis://limited:pw@127.0.0.1:{server.port}/0", *keys_args(TAGGED_KEYS), "list")
-    assert result.returncode == 1 and "jobctl needs EVALSHA" in one_line(result.stderr), result
+    assert result.returncode == 1 and "jobctl runs Lua scripts (EVALSHA" in one_line(result.stderr), result
 
 
 def test_a_user_who_may_not_write_reads_and_is_refused_changes_in_one_line(limited):
@@ -533,5 +505,5 @@ def test_a_user_who_may_not_write_reads_and_is_refused_changes_in_one_line(limit
     for command in (["pause", "daily_reports"], ["resume", "paused_sync"], ["remove", "one_off", "--yes"]):
         result = jobctl(*args, *command)
         assert result.returncode == 1 and not result.stdout, (command, result)
-        assert "can't run this command" in one_line(result.stderr), result
+        assert "may not change these keys" in one_line(result.stderr), result
     assert RealStore.read(client, *TAGGED_KEYS) == before

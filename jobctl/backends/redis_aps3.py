@@ -16,6 +16,7 @@ job (orphans) for "id".
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -202,6 +203,8 @@ class RedisJobKeys(Backend):
         self.client = self._client(target.url)
         self.cut = Cut(self._connections)
         self.scripts: dict[str, Any] = {}
+        self.cluster = False
+        self.connecting = False
         self._open(create)
 
     @property
@@ -227,10 +230,12 @@ class RedisJobKeys(Backend):
             "health_check_interval": 0,
         }
         self.location = redacted(url)
-        _check_database(url, self.location)
+        _check_url(url, self.location)
+        if urlsplit(url).scheme.lower() == "unix" and not _takes_connect_timeout(redis.connection.UnixDomainSocketConnection):
+            del options["socket_connect_timeout"]  # redis-py before 4.6 has none for sockets; the cut bounds it
         try:
             client = redis.Redis.from_url(url, **options)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError) as exc:  # a scheme or option redis-py cannot read
             raise UsageError(
                 f"malformed Redis URL {self.location!r} ({exc}): expected redis://[user:password@]host:port/DB, "
                 "rediss://… (TLS) or unix:///path/redis.sock?db=DB"
@@ -255,8 +260,18 @@ class RedisJobKeys(Backend):
                     pipe.type(key)
                 return pipe.execute()
 
+        self._connect()
         self._use_cluster_if_any()
-        jobs_type, run_times_type = (_text(t) for t in self._call(lambda: kinds(self.client), "cannot reach"))
+        try:
+            found = self._call(lambda: kinds(self.client), "Redis error on")
+        except StoreError as exc:
+            if not _redirected(exc.__cause__):
+                raise
+            # a cluster node that owns neither key, where INFO was not allowed: go through
+            # the cluster, if the keys allow it
+            self._use_cluster()
+            found = self._call(lambda: kinds(self.client), "Redis error on")
+        jobs_type, run_times_type = (_text(t) for t in found)
         for key, found, wanted in ((self.target.jobs_key, jobs_type, "hash"), (self.target.run_times_key, run_times_type, "zset")):
             if found not in ("none", wanted):
                 raise StoreError(
@@ -277,15 +292,20 @@ class RedisJobKeys(Backend):
         from redis.exceptions import ResponseError
 
         try:
-            info = self._call(lambda: self.client.info("cluster"), "cannot reach")
+            info = self._call(lambda: self.client.info("cluster"), "Redis error on")
         except StoreError as exc:
             if isinstance(exc.__cause__, ResponseError):
-                return  # INFO is not allowed for this user, or renamed: a plain server it is
+                return  # INFO is not allowed for this user, or renamed: taken as a plain server
             raise
-        if not info.get("cluster_enabled"):
-            return
+        if info.get("cluster_enabled"):
+            self._use_cluster()
+
+    def _use_cluster(self) -> None:
         from redis.cluster import RedisCluster
         from redis.crc import key_slot
+        from redis.exceptions import RedisError
+
+        self.cluster = True
 
         slots = {key_slot(key) for key in self.keys}
         if len(slots) > 1:
@@ -295,11 +315,41 @@ class RedisJobKeys(Backend):
                 "Give them a common hash tag in the application, e.g. '{apscheduler}.jobs' and '{apscheduler}.run_times'"
             )
         self.client.close()
-        self.client = RedisCluster.from_url(self.target.url, **self.options)
+        try:
+            self.client = RedisCluster.from_url(self.target.url, **self.options)
+        except RedisError as exc:
+            raise self._error(exc, "cannot reach", False) from exc
+        except Exception as exc:  # noqa: BLE001 - RedisClusterException is no RedisError in redis-py 4
+            raise StoreError(f"{self.location} is a Redis Cluster that jobctl could not set up a client for: {_first_line(exc)}") from exc
+
+    def _connect(self) -> None:
+        """Connect (TCP, then TLS, then AUTH and SELECT) within the connect deadline: a TLS
+        handshake with a server that does not speak TLS would wait for a reply for ever."""
+        from redis.exceptions import ResponseError
+
+        # the handshake reads under the socket timeout, before the connection's socket is
+        # there for the cut to shut: connect with the connect deadline as that timeout
+        pool = self.client.connection_pool
+        pool.connection_kwargs["socket_timeout"] = self.connect_seconds
+        try:
+            self._call(self.client.ping, "cannot reach", seconds=self.connect_seconds)
+        except StoreError as exc:
+            if not (isinstance(exc.__cause__, ResponseError) and not _is_auth(exc.__cause__) and not _not_in_cluster(exc.__cause__)):
+                raise
+            # PING itself not allowed for this user: connected all the same
+        finally:
+            pool.connection_kwargs["socket_timeout"] = self.step_seconds
+            for connection in self._connections():
+                connection.socket_timeout = self.step_seconds
+                sock = getattr(connection, "_sock", None)
+                if sock is not None:
+                    sock.settimeout(self.step_seconds)
 
     def _other_databases(self) -> str:
-        """Which databases of this server hold keys (INFO keyspace), as a hint; "" if none or
-        if the server will not say."""
+        """Which databases of this server hold keys (INFO keyspace), as a hint; "" if none, if
+        the server will not say, or on a cluster (where one node knows its own keys only)."""
+        if self.cluster:
+            return ""
         try:
             keyspace = self._call(lambda: self.client.info("keyspace"), "cannot reach")
         except JobctlError:
@@ -318,17 +368,17 @@ class RedisJobKeys(Backend):
             script = self.scripts[name] = self.client.register_script(SCRIPTS[name])
         return self._call(lambda: script(keys=self.keys, args=list(args)), "Redis error on", writes)
 
-    def _call(self, work: Callable[[], Any], doing: str, writes: bool = False) -> Any:
+    def _call(self, work: Callable[[], Any], doing: str, writes: bool = False, seconds: float | None = None) -> Any:
         """One step, bounded in all (a socket timeout bounds each read alone, and a server
-        that trickles a byte before each would hold it for ever), errors as jobctl's own."""
+        that trickles a byte before each would hold it for ever), errors as jobctl's own.
+        `seconds`: a deadline other than the step's (connecting)."""
         from redis.exceptions import RedisError
 
+        self.connecting = seconds is not None
         try:
-            with self.cut.bounded(self.step_seconds):
+            with self.cut.bounded(seconds or self.step_seconds):
                 return work()
-        except RedisError as exc:
-            raise self._error(exc, doing, writes) from exc
-        except OSError as exc:  # the cut, seen by the client's socket code itself
+        except (RedisError, OSError) as exc:  # OSError: the cut, seen by the client's socket code
             raise self._error(exc, doing, writes) from exc
 
     def _connections(self) -> list[Any]:
@@ -337,27 +387,37 @@ class RedisJobKeys(Backend):
         return [*getattr(pool, "_available_connections", ()), *getattr(pool, "_in_use_connections", ())]
 
     def _error(self, exc: Any, doing: str, writes: bool) -> JobctlError:
-        """A Redis error as one line."""
-        from redis.exceptions import AuthenticationError, ResponseError
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+        """A Redis error as one line, saying what to do about it where that is known."""
+        from redis import exceptions as errors
 
         message = _first_line(exc)
         unknown = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
-        if self.cut.fired or isinstance(exc, RedisTimeoutError) or "timed out" in message.lower():
-            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_TIMEOUT){unknown}")
-        if isinstance(exc, AuthenticationError) or message.startswith(("WRONGPASS", "NOAUTH", "invalid username-password")):
-            return StoreError(f"{self.location} refused the credentials: {message} (a password in the URL, or password_env in the config file)")
-        if isinstance(exc, RedisConnectionError):
+        lowered = message.lower()
+        if self.cut.fired or isinstance(exc, errors.TimeoutError) or "timed out" in lowered:
+            if self.connecting:
+                tls = " (is that port TLS? rediss:// speaks TLS, redis:// does not)" if self.location.startswith("rediss:") else ""
+                return StoreError(f"could not connect to {self.location} within {self.connect_seconds} s{tls}")
+            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT){unknown}")
+        if _is_auth(exc):
+            if urlsplit(self.target.url).password is None and "password=" not in self.target.url.lower():
+                return StoreError(f"{self.location} needs a password: give it in the URL (redis://:PASSWORD@host/0) or with password_env in the config file")
+            return StoreError(f"{self.location} refused the credentials: {message}")
+        if _not_in_cluster(exc):
+            return StoreError(f"{self.location} is a Redis Cluster, which has database 0 only: name database 0 in the URL")
+        if isinstance(exc, getattr(errors, "NoPermissionError", ())) or "no permissions" in lowered:
+            return StoreError(
+                f"the Redis user may not do this on {self.location} ({message}): jobctl runs Lua scripts "
+                "(EVALSHA, SCRIPT LOAD) that read the keys, and for changes write them"
+            )
+        if "can't run this command" in lowered:  # a command inside one of jobctl's scripts
+            return StoreError(f"the Redis user may not change these keys on {self.location}; nothing was changed")
+        if _redirected(exc):
+            return StoreError(f"{self.location} is a Redis Cluster that did not take the step ({type(exc).__name__}: {message}); nothing was changed")
+        if isinstance(exc, errors.ResponseError) and message.startswith("BUSY"):
+            return StoreError(f"{self.location} is busy running another client's script; nothing was changed: {message}")
+        if isinstance(exc, (errors.ConnectionError, OSError)):
             return StoreError(f"cannot reach {self.location}: {message}{unknown}")
-        if isinstance(exc, ResponseError):
-            if message.startswith("NOPERM"):
-                return StoreError(f"the Redis user may not do this on {self.location}: {message} (jobctl needs EVALSHA/EVAL, SCRIPT LOAD, TYPE and INFO on these keys)")
-            if message.startswith("BUSY"):
-                return StoreError(f"{self.location} is busy running another client's script; nothing was changed: {message}")
-            if message.startswith(("MOVED", "ASK", "CROSSSLOT", "CLUSTERDOWN")):
-                return StoreError(f"{self.location} is a Redis Cluster that did not take the step ({message}); nothing was changed")
-        return StoreError(f"{doing} {self.location}: {message}{unknown if not isinstance(exc, ResponseError) else ''}")
+        return StoreError(f"{doing} {self.location}: {message}{'' if isinstance(exc, errors.ResponseError) else unknown}")
 
     # --- reading ---------------------------------------------------------------------
 
@@ -498,9 +558,11 @@ def _unsplit(parts: Any) -> str:
     return url
 
 
-def _check_database(url: str, location: str) -> None:
-    """redis-py takes a database it cannot read (redis://host/abc) as database 0, which would
-    show another store's jobs, or none: refuse it instead."""
+def _check_url(url: str, location: str) -> None:
+    """What redis-py would take wrongly or fail on unclearly: a database it cannot read
+    (redis://host/abc), which it takes as database 0 and so shows another store's jobs or none;
+    a certificate file that is not there."""
+    import os.path
     from urllib.parse import parse_qs
 
     parts = urlsplit(url)
@@ -511,6 +573,40 @@ def _check_database(url: str, location: str) -> None:
     for value in given:
         if not (value.isascii() and value.isdigit()):
             raise UsageError(f"malformed Redis URL {location!r}: the database must be a number (redis://host:6379/0), not {value!r}")
+    for option in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        for file in query.get(option, []):
+            if not os.path.isfile(file):
+                raise UsageError(f"{option}={file} in the Redis URL: no such file")
+
+
+def _takes_connect_timeout(connection_class: Any) -> bool:
+    import inspect
+
+    parameters = inspect.signature(connection_class.__init__).parameters
+    return "socket_connect_timeout" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
+def _is_auth(exc: Any) -> bool:
+    """The server wants (other) credentials: AUTH failed, or none were given."""
+    from redis.exceptions import AuthenticationError
+
+    text = str(exc).lower()
+    return isinstance(exc, AuthenticationError) or any(
+        marker in text for marker in ("noauth", "wrongpass", "authentication required", "already authenticated", "invalid username-password")
+    )
+
+
+def _not_in_cluster(exc: Any) -> bool:
+    return "not allowed in cluster mode" in str(exc).lower()
+
+
+def _redirected(exc: Any) -> bool:
+    """A cluster's answer that another node holds the keys, or the cluster cannot serve now."""
+    from redis import exceptions as errors
+
+    kinds = tuple(getattr(errors, name) for name in ("MovedError", "AskError", "ClusterCrossSlotError", "ClusterDownError", "TryAgainError") if hasattr(errors, name))
+    # redis-py before 4.3 raises a plain ResponseError for a command in a pipeline
+    return isinstance(exc, kinds) or bool(re.search(r"(^|: )(MOVED|ASK|CROSSSLOT|CLUSTERDOWN|TRYAGAIN) ", str(exc)))
 
 
 def _match(hint: Sequence[str]) -> str:

@@ -213,7 +213,7 @@ class SqlJobTable(Backend):
         message = _first_line(orig)
         if self.cut.fired:
             outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
-            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_TIMEOUT){outcome}")
+            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT){outcome}")
         if _is_timeout(orig):
             outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
             return StoreError(f"{self.location} did not answer in time (JOBCTL_TIMEOUT){outcome}: {message}")

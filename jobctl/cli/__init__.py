@@ -76,6 +76,9 @@ def connection_options(top_level: bool):
         option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."),
     ]
 
+    if not top_level:  # main() looks for --debug anywhere; the command must accept it too
+        options.append(click.option("--debug", is_flag=True, expose_value=False, hidden=True))
+
     def decorate(f):
         for add in reversed(options):
             f = add(f)
@@ -540,6 +543,7 @@ def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
 @connection_options(top_level=False)
 def show_config() -> None:
     """Print the settings jobctl would use, and where each comes from (secrets masked)."""
+    from jobctl.backends import is_redis
     from jobctl.config import masked, status
 
     r = resolved()
@@ -550,10 +554,17 @@ def show_config() -> None:
         ("config file", f"{r.path}{found}"),
         ("store", r.store or "-"),
         ("url", f"{masked(r.values['url']) or '-'}  ({r.sources.get('url', 'not set')})"),
-        ("table", f"{r.values['table']}  ({r.sources.get('table', 'default')})"),
-        ("schema", f"{r.values['schema'] or '-'}  ({r.sources.get('schema', 'default')})"),
-        ("jobs key", f"{r.values['jobs_key']}  ({r.sources.get('jobs_key', 'default')})"),
-        ("run times key", f"{r.values['run_times_key']}  ({r.sources.get('run_times_key', 'default')})"),
+        *(
+            [
+                ("jobs key", f"{r.values['jobs_key']}  ({r.sources.get('jobs_key', 'default')})"),
+                ("run times key", f"{r.values['run_times_key']}  ({r.sources.get('run_times_key', 'default')})"),
+            ]
+            if r.values["url"] and is_redis(r.values["url"])
+            else [
+                ("table", f"{r.values['table']}  ({r.sources.get('table', 'default')})"),
+                ("schema", f"{r.values['schema'] or '-'}  ({r.sources.get('schema', 'default')})"),
+            ]
+        ),
         ("output", f"{s.output}  ({s.sources.get('output', 'default')})"),
         ("time zone", f"{s.tz or 'local'}  ({s.sources.get('tz', 'default')})"),
     ]
