@@ -16,6 +16,7 @@ from jobctl.codec.display import printable, safe_repr
 from jobctl.codec.zones import is_pytz, utc_timestamp, zone_name
 from jobctl.errors import ChangeRefused, UnreadableState
 from jobctl.schedule import fire, words
+from jobctl.schedule.words import TRIGGER_DEPTH, TRIGGER_PARTS
 from jobctl.times import format_iso, from_timestamp, in_zone, now, relative
 
 LATE_AFTER = dt.timedelta(minutes=1)  # a running scheduler picks due jobs up within seconds
@@ -40,46 +41,38 @@ def _check_time(value: Any) -> None:
         raise UnreadableState(f"its next run time cannot be read ({exc})") from None
 
 
-TRIGGER_PARTS = 5000  # parts of a trigger jobctl walks, shared ones counted each time
-TRIGGER_DEPTH = 100  # levels of nesting (a combining trigger in another is 3: list, pair, state)
-
-
 def _check_size(trigger: Any) -> None:
-    """Refuse a trigger too big or too deep to walk: the words, the fire-time search and the
-    display all walk it, counting a part shared in several places once per place. A crafted
+    """Refuse a combining trigger whose tree of triggers is too big or too deep: a crafted
     1.6 kB row (an OrTrigger whose trigger list holds each level twice, 64 levels deep) is
-    2**64 parts to them: they ran for ever while memory grew past 3 GB.
+    2**64 triggers to anything that walks it. Every walker is bounded on its own as well
+    (jobctl.schedule.words.Walk, the fire-time step budget, safe_repr); this says early, and
+    for every command, that such a row is unreadable.
 
-    The size each walker would see is computed with each shared part sized once, so this
-    check costs what the trigger's distinct parts are (a few dozen for a cron trigger)."""
+    Only the tree is walked (a combining trigger's `triggers`, each a (class, state) pair),
+    each shared subtree sized once, so this costs what the tree's distinct combining
+    triggers are: a handful."""
     sizes: dict[int, int] = {}
 
-    def size(value: Any, depth: int) -> int:
-        if type(value) in _LEAVES:
-            return 1
-        known = sizes.get(id(value))
+    def size(state: Any, depth: int) -> int:
+        known = sizes.get(id(state))
         if known is not None:
             return known
         if depth > TRIGGER_DEPTH:
             raise UnreadableState(f"its trigger is nested more than {TRIGGER_DEPTH} levels deep: it cannot be read safely")
-        if isinstance(value, dict):
-            items: Any = value.values()
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            items = value
-        elif hasattr(value, "__dict__") and not isinstance(value, (type, dt.tzinfo)):
-            items = vars(value).values()
-        else:
-            return 1
-        total = 1 + sum(size(item, depth + 1) for item in items)
-        if total > TRIGGER_PARTS:
-            raise UnreadableState(f"its trigger has more than {TRIGGER_PARTS} parts, counting shared ones: it cannot be read safely")
-        sizes[id(value)] = total
+        total = 1
+        children = state.get("triggers") if isinstance(state, dict) else None
+        for child in children if isinstance(children, (list, tuple)) else ():
+            sub = child[1] if type(child) in (list, tuple) and len(child) == 2 else child
+            sub = vars(sub) if hasattr(sub, "__dict__") and not isinstance(sub, type) else sub
+            total += size(sub, depth + 1) if isinstance(sub, dict) and "triggers" in sub else 1
+            if total > TRIGGER_PARTS:
+                raise UnreadableState(f"its trigger has more than {TRIGGER_PARTS} parts, counting shared ones: it cannot be read safely")
+        sizes[id(state)] = total
         return total
 
-    size(trigger, 0)
+    size(vars(trigger) if hasattr(trigger, "__dict__") else trigger, 0)
 
 
-_LEAVES = frozenset({int, float, str, bool, type(None), bytes, dt.datetime, dt.date, dt.time, dt.timedelta})
 
 
 class Job:

@@ -126,9 +126,7 @@ def _check_cron(state: dict, walk: Walk) -> tuple | None:
             raise UnreadableState("a cron field's expressions are not a list")
         walk.step(parts=len(expressions))
         cached = cached and len(expressions) <= _CACHED_EXPRESSIONS
-        key_fields.append((type(field), _plain(attributes["name"]),
-                           *[(type(e), *[(_name(k), type(v), _plain(v)) for k, v in sorted(vars(e).items(), key=_first)])
-                             for e in expressions]))
+        key_fields.append((type(field), _plain(attributes["name"]), *[_expression_key(e) for e in expressions]))
     end = state.get("end_date")
     if end is not None and type(end) is not dt.datetime:
         raise UnreadableState("its cron trigger's end date is not a time")
@@ -137,14 +135,24 @@ def _check_cron(state: dict, walk: Walk) -> tuple | None:
     return key if cached else None
 
 
+def _expression_key(expression: Any) -> tuple:
+    """An expression's class and attributes, (name, type, value) each, in their stored order:
+    equal keys mean equal expressions (another order is only another key)."""
+    key: list[Any] = [type(expression)]
+    for name, value in vars(expression).items():
+        kind = type(value)
+        if type(name) is not str:
+            raise UnreadableState("a cron expression has an attribute that is not a name")
+        if kind is not int or value.bit_length() > 64:  # the common case, checked at once
+            _plain(value)
+        key.append((name, kind, value))
+    return tuple(key)
+
+
 def _name(key: Any) -> str:
     if type(key) is not str:
         raise UnreadableState("a cron expression has an attribute that is not a name")
     return key
-
-
-def _first(item: tuple) -> Any:
-    return _name(item[0])
 
 
 def describe(trigger: Any) -> str:
