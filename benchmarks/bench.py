@@ -7,6 +7,8 @@ Run from the repository root (stores are built on first use, then reused):
     .venv/bin/python benchmarks/bench.py --only 3     # one measurement (repeatable: --only 1 --only 4)
     .venv/bin/python benchmarks/bench.py --rebuild    # rebuild the stores even if present
     .venv/bin/python benchmarks/bench.py --repeat 3   # timed runs per command (default 5)
+    .venv/bin/python benchmarks/bench.py --only 5 --redis-url redis://127.0.0.1:6379/13
+    .venv/bin/python benchmarks/bench.py --clean      # delete the Redis stores (bench.*) and exit
 
 What it measures, each command and its baseline run side by side in this one process, as
 separate processes (median wall time of the timed runs after one untimed warm-up; peak RSS is
@@ -25,6 +27,17 @@ ru_maxrss, which on Linux also counts the benchmark process's own size at fork):
    Target <= 1.5.
 4. `jobctl --help`  /  `python -c "import click"`. Target <= 2. (Also reports whether --help
    imported SQLAlchemy or APScheduler, from `python -X importtime`.)
+5. Redis: `jobctl --url REDIS --jobs-key K --run-times-key R list -o json` over 100,000 jobs  /
+   APScheduler 3 loading the same keys itself (`RedisJobStore(jobs_key=K, run_times_key=R,
+   db=, host=, port=).get_all_jobs()`, the fixture application importable). Both must give all
+   N jobs; HLEN and ZCARD are compared before and after each APScheduler run (it deletes the
+   jobs it cannot restore), and the keys are refilled from the SQLite store if they changed.
+   Target <= 0.35, and jobctl's peak RSS <= 150 MB. Also reports jobctl's peak RSS for one
+   `list -o json` over 10,000 jobs (and 1,000,000 when measurement 6's store is there), to
+   show that memory stays flat as the store grows (jobctl reads pages of 1,000).
+6. Redis: `jobctl ... health` over 1,000,000 jobs  /  a bare redis-py script doing what health
+   shows: HLEN, ZCARD, two ZCOUNTs (-inf to now-300, now-3600), ZRANGE 0 4 WITHSCORES and an
+   HMGET of those 5 ids. Target <= 1.5.
 
 Stores: a few hundred varied jobs (cron, crontab, interval, date, And/Or triggers; arguments
 from tests/fixture_app/shopapp such as Customer, Mailer, Point; a few paused) are written by
@@ -32,6 +45,17 @@ APScheduler 3 itself through a BackgroundScheduler started paused with an SQLAlc
 the rest of the N rows are their `Job.__getstate__()` dicts with a unique `id`, pickled as
 SQLAlchemyJobStore pickles, next_run_time = `datetime_to_utc_timestamp(state['next_run_time'])`,
 bulk-inserted with sqlite3 in one transaction. They live in benchmarks/out/ (git-ignored).
+
+Redis stores (5, 6) are copies of those SQLite stores, so their jobs are APScheduler-written and
+varied: each row's job_state bytes go to the hash `bench.<N>.jobs` (HSET, field = id) and its
+next_run_time to the sorted set `bench.<N>.run_times` (ZADD; a paused job, next_run_time NULL,
+is in the hash only), in pipelines of 10,000, N being the number of jobs. They live in the
+database of --redis-url (default $JOBCTL_BENCH_REDIS_URL, else redis://127.0.0.1:6379/13; the
+tests' database, $JOBCTL_TEST_REDIS_URL or /11, is refused) and are kept between runs: reused
+when HLEN and ZCARD match the SQLite store, refilled with --rebuild. 1,000,000 jobs take about
+1.3 GB of the server's memory. `bench.py --clean` deletes them (the keys bench.<N>.jobs and
+bench.<N>.run_times of that database, nothing else), as would
+`redis-cli -n 13 --scan --pattern 'bench.*' | xargs redis-cli -n 13 unlink`.
 
 jobctl runs without PYTHONPATH (the application is not importable, as in production); stdout
 goes to benchmarks/out/*.out so large outputs cost what a redirect to a file costs. A command
@@ -63,6 +87,11 @@ TABLE = "apscheduler_jobs"
 PY = sys.executable
 JOBCTL = [PY, "-m", "jobctl"]
 PAUSE_TEMPLATE = "daily_reports"  # the job paused in measurement 3 is a copy of this one
+REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL_ENV = "JOBCTL_BENCH_REDIS_URL"
+TESTS_REDIS_URL = "redis://127.0.0.1:6379/11"  # the tests' database, unless $JOBCTL_TEST_REDIS_URL says
+REDIS_BATCH = 10_000  # jobs per pipeline when filling a Redis store
+RSS_POINT = 10_000  # measurement 5 also reports jobctl's peak RSS over this many jobs
 
 APS_LOAD = """\
 import sys
@@ -72,6 +101,31 @@ store = SQLAlchemyJobStore(url=sys.argv[1])
 store.start(BackgroundScheduler(timezone="UTC"), "default")
 jobs = store.get_all_jobs()
 print(len(jobs))
+"""
+
+# argv: redis.Redis keyword arguments (JSON), jobs key, run_times key
+APS_REDIS_LOAD = """\
+import json, sys
+from apscheduler.jobstores.redis import RedisJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+store = RedisJobStore(jobs_key=sys.argv[2], run_times_key=sys.argv[3], **json.loads(sys.argv[1]))
+store.start(BackgroundScheduler(timezone="UTC"), "default")
+jobs = store.get_all_jobs()
+print(len(jobs))
+"""
+
+REDIS_HEALTH = """\
+import json, sys, time
+import redis
+client = redis.Redis(**json.loads(sys.argv[1]))
+jobs, run_times = sys.argv[2], sys.argv[3]
+now = time.time()
+total, active = client.hlen(jobs), client.zcard(run_times)
+late = client.zcount(run_times, "-inf", f"({now - 300!r}")
+overdue = client.zcount(run_times, "-inf", f"({now - 3600!r}")
+upcoming = client.zrange(run_times, 0, 4, withscores=True)
+states = client.hmget(jobs, [member for member, _ in upcoming]) if upcoming else []
+print(total, active, late, overdue, [(member, score) for member, score in upcoming], sum(map(len, states)))
 """
 
 SQL_HEALTH = """\
@@ -289,6 +343,102 @@ def ensure_store(total: int, rebuild: bool, notes: list[str]) -> Path:
     return path
 
 
+class RedisStores:
+    """The benchmark's Redis database: bench.<N>.jobs / bench.<N>.run_times pairs."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self.url = url
+        self.client = redis.Redis.from_url(url, socket_timeout=60, socket_connect_timeout=5)
+        kwargs = self.client.connection_pool.connection_kwargs
+        if kwargs.get("path"):
+            raise ValueError(f"{url}: use a redis://host:port/db URL (the APScheduler baseline is given host and port)")
+        # what RedisJobStore(db=, host=, port=, ...) and the bare redis-py baseline are given
+        self.connect = {"host": kwargs.get("host", "localhost"), "port": int(kwargs.get("port", 6379)), "db": int(kwargs.get("db") or 0)}
+        for name in ("username", "password"):
+            if kwargs.get(name):
+                self.connect[name] = kwargs[name]
+        self.server = self.client.info("server").get("redis_version", "?")  # fails early if unreachable
+
+    @staticmethod
+    def keys(total: int) -> tuple[str, str]:
+        return f"bench.{total}.jobs", f"bench.{total}.run_times"
+
+    def counts(self, total: int) -> tuple[int, int]:
+        """HLEN, ZCARD."""
+        jobs, run_times = self.keys(total)
+        with self.client.pipeline(transaction=False) as pipe:
+            pipe.hlen(jobs)
+            pipe.zcard(run_times)
+            return tuple(pipe.execute())
+
+    def fill(self, total: int, source: Path) -> None:
+        """HSET every row's job_state, ZADD every next_run_time (paused: the hash only), in
+        pipelines of REDIS_BATCH; existing fields are overwritten, so this also restores."""
+        jobs_key, run_times_key = self.keys(total)
+        conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            rows = conn.execute(f"SELECT id, next_run_time, job_state FROM {TABLE}")
+            while batch := rows.fetchmany(REDIS_BATCH):
+                scores = {job_id: due for job_id, due, _ in batch if due is not None}
+                with self.client.pipeline(transaction=False) as pipe:
+                    pipe.hset(jobs_key, mapping={job_id: state for job_id, _, state in batch})
+                    if scores:
+                        pipe.zadd(run_times_key, scores)
+                    pipe.execute()
+        finally:
+            conn.close()
+
+    def ensure(self, total: int, source: Path, rebuild: bool, notes: list[str]) -> tuple[str, str]:
+        """The keys of a `total`-job copy of the SQLite store `source`, filled unless already so."""
+        conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            expected = tuple(conn.execute(f"SELECT count(*), count(next_run_time) FROM {TABLE}").fetchone())
+        finally:
+            conn.close()
+        keys = self.keys(total)
+        where = f"Redis {' / '.join(keys)} in db {self.connect['db']}"
+        if not rebuild and self.counts(total) == expected:
+            notes.append(f"store {where}: reused (HLEN {expected[0]:,}, ZCARD {expected[1]:,})")
+            return keys
+        print(f"filling {' / '.join(keys)} from {source.name}...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        self.client.delete(*keys)
+        self.fill(total, source)
+        found = self.counts(total)
+        if found != expected:
+            raise RuntimeError(f"{where}: HLEN/ZCARD {found} after filling, expected {expected}")
+        used = self.client.info("memory").get("used_memory_human", "?")
+        notes.append(f"store {where}: filled from {source.name} in {time.perf_counter() - started:.1f} s "
+                     f"(HLEN {expected[0]:,}, ZCARD {expected[1]:,}; server now uses {used})")
+        return keys
+
+    def clean(self) -> list[str]:
+        """Delete this benchmark's keys (bench.<digits>.jobs / .run_times) and nothing else."""
+        gone = []
+        for pattern in ("bench.*.jobs", "bench.*.run_times"):
+            for key in self.client.scan_iter(match=pattern, count=1000):
+                name = key.decode("utf-8", "replace")
+                if name.split(".")[1].isdigit() and name.count(".") == 2:
+                    self.client.unlink(key)
+                    gone.append(name)
+        return sorted(gone)
+
+
+def _same_database(url: str, other: str) -> bool:
+    from urllib.parse import urlsplit
+
+    def where(u: str) -> tuple:
+        parts = urlsplit(u)
+        return ((parts.hostname or "localhost").lower(), parts.port or 6379, parts.path.strip("/") or "0")
+
+    try:
+        return where(url) == where(other)
+    except ValueError:
+        return False
+
+
 # --- measurements ----------------------------------------------------------------------------
 
 
@@ -451,6 +601,103 @@ def bench_help(repeat: int) -> Result:
     return result
 
 
+def redis_url_args(redis: RedisStores, keys: tuple[str, str]) -> list[str]:
+    return ["--url", redis.url, "--jobs-key", keys[0], "--run-times-key", keys[1]]
+
+
+def count_json_jobs(path: Path) -> tuple[int, dict[str, int]]:
+    """How many jobs `list -o json` printed, and how many in each state."""
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)
+    states: dict[str, int] = {}
+    for row in rows:
+        states[row["state"]] = states.get(row["state"], 0) + 1
+    return len(rows), states
+
+
+def bench_redis_list(redis: RedisStores, source: Path, total: int, repeat: int, rss_points: dict[int, tuple[str, str]]) -> Result:
+    result = Result(f"Redis `list -o json`, {total:,} jobs ÷ APScheduler `RedisJobStore.get_all_jobs()`", 0.35, rss_target_mb=150)
+    keys = redis.keys(total)
+    url_args = redis_url_args(redis, keys)
+    checked = False
+    restored = 0
+
+    def jobctl_once() -> Run:
+        nonlocal checked
+        r = run([*JOBCTL, *url_args, "list", "-o", "json"], jobctl_env(), "redis-list-jobctl")
+        check_ok(r, "jobctl list -o json (Redis)")
+        if not checked:
+            printed, states = count_json_jobs(r.stdout)
+            if printed != total:
+                raise Failed(f"jobctl list -o json printed {printed} jobs, expected {total}")
+            result.notes.append("jobctl list states: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
+            checked = True
+        return r
+
+    def baseline_once() -> Run:
+        nonlocal restored
+        before = redis.counts(total)
+        r = run([PY, "-c", APS_REDIS_LOAD, json.dumps(redis.connect), *keys], app_env(), "redis-list-apscheduler")
+        after = redis.counts(total)
+        if after != before:  # it deleted jobs it could not restore: put them back for the next run
+            restored += 1
+            redis.fill(total, source)
+            result.notes.append(f"APScheduler changed HLEN/ZCARD {before} -> {after}; refilled from {source.name}")
+        check_ok(r, "APScheduler RedisJobStore.get_all_jobs")
+        loaded = int(r.stdout.read_text().strip() or -1)
+        if loaded != total:
+            raise Failed(f"APScheduler loaded {loaded} jobs, expected {total}")
+        return r
+
+    measure(result, repeat, jobctl_once, baseline_once)
+    if not result.error and not restored:
+        result.notes.append(f"APScheduler's get_all_jobs deleted nothing: HLEN/ZCARD {redis.counts(total)} before and after every run")
+    if result.error:
+        return result
+    # memory as the store grows: one run over each other store
+    sizes = {total: max(x.rss_mb for x in result.jobctl)}
+    try:
+        for size, point_keys in sorted(rss_points.items()):
+            if size == total:
+                continue
+            r = run([*JOBCTL, *redis_url_args(redis, point_keys), "list", "-o", "json"], jobctl_env(), f"redis-list-jobctl-{size}")
+            check_ok(r, f"jobctl list -o json over {size:,} jobs (Redis)")
+            printed, _ = count_json_jobs(r.stdout)
+            if printed != size:
+                raise Failed(f"jobctl list -o json printed {printed} of {size} jobs")
+            sizes[size] = r.rss_mb
+            r.stdout.unlink(missing_ok=True)  # a 1M-job listing is large
+    except Failed as exc:
+        result.notes.append(f"RSS over other sizes: ERROR: {exc}")
+    result.notes.append("jobctl list -o json peak RSS by store size: "
+                        + "; ".join(f"{size:,} jobs {mb:.0f} MB" for size, mb in sorted(sizes.items())))
+    return result
+
+
+def bench_redis_health(redis: RedisStores, total: int, repeat: int) -> Result:
+    result = Result(f"Redis `health`, {total:,} jobs ÷ bare redis-py HLEN, ZCARD, 2 ZCOUNT, ZRANGE 0 4 + HMGET", 1.5)
+    keys = redis.keys(total)
+    url_args = redis_url_args(redis, keys)
+
+    def jobctl_once() -> Run:
+        r = run([*JOBCTL, *url_args, "health"], jobctl_env(), "redis-health-jobctl")
+        check_ok(r, "jobctl health (Redis)", ok_codes=(0, 1, 2))  # 3 is UNKNOWN: the check failed
+        if not result.notes:
+            result.notes.append("jobctl health said: " + r.stdout.read_text().strip().splitlines()[0][:150])
+        return r
+
+    def baseline_once() -> Run:
+        r = run([PY, "-c", REDIS_HEALTH, json.dumps(redis.connect), *keys], jobctl_env(), "redis-health-redispy")
+        check_ok(r, "redis-py health baseline")
+        got = r.stdout.read_text().split(" ", 1)[0]
+        if got != str(total):
+            raise Failed(f"redis-py baseline saw HLEN {got}, expected {total}")
+        return r
+
+    measure(result, repeat, jobctl_once, baseline_once)
+    return result
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -487,43 +734,88 @@ def table(results: list[tuple[int, Result]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller stores (10k and 100k) for a smoke run")
-    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4], metavar="N", help="run only measurement N (repeatable)")
-    parser.add_argument("--rebuild", action="store_true", help="rebuild the stores even if present")
+    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5, 6], metavar="N", help="run only measurement N (repeatable)")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the stores (SQLite files, Redis keys) even if present")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per command (default 5)")
+    parser.add_argument("--redis-url", default=os.environ.get(REDIS_URL_ENV) or REDIS_URL,
+                        help=f"Redis database for 5 and 6 (default ${REDIS_URL_ENV}, else {REDIS_URL})")
+    parser.add_argument("--clean", action="store_true", help="delete the bench.<N>.* keys from the Redis database and exit")
     options = parser.parse_args()
     if options.repeat < 1:
         parser.error("--repeat must be at least 1")
+    tests_url = os.environ.get("JOBCTL_TEST_REDIS_URL") or TESTS_REDIS_URL
+    if _same_database(options.redis_url, tests_url):
+        parser.error(f"--redis-url {options.redis_url} is the tests' database ({tests_url}): choose another")
 
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    wanted = sorted(set(options.only or [1, 2, 3, 4]))
+    wanted = sorted(set(options.only or [1, 2, 3, 4, 5, 6]))
     small, large = (10_000, 100_000) if options.quick else (100_000, 1_000_000)
     notes: list[str] = []
-    stores = {}
+    stores: dict[int, Path] = {}
+
+    def store(total: int) -> Path:
+        if total not in stores:
+            stores[total] = ensure_store(total, options.rebuild, notes)
+        return stores[total]
+
+    redis: RedisStores | None = None
+    redis_error = None
+    if options.clean or 5 in wanted or 6 in wanted:
+        try:
+            redis = RedisStores(options.redis_url)
+        except Exception as exc:  # noqa: BLE001 - reported in the table, the rest still runs
+            redis_error = f"Redis at {options.redis_url}: {type(exc).__name__}: {exc}"
+        if options.clean:
+            if redis is None:
+                print(redis_error, file=sys.stderr)
+                return 1
+            gone = redis.clean()
+            print(f"deleted {len(gone)} keys from {options.redis_url}" + (": " + ", ".join(gone) if gone else ""))
+            return 0
+
     if 1 in wanted:
-        stores[small] = ensure_store(small, options.rebuild, notes)
+        store(small)
     if 2 in wanted or 3 in wanted:
-        stores[large] = ensure_store(large, options.rebuild and large not in stores, notes)
+        store(large)
+    redis_keys: dict[int, tuple[str, str]] = {}
+    if redis is not None:
+        sizes = ([small, RSS_POINT] if 5 in wanted else []) + ([large] if 6 in wanted else [])
+        try:
+            for total in dict.fromkeys(sizes):
+                redis_keys[total] = redis.ensure(total, store(total), options.rebuild, notes)
+        except Exception as exc:  # noqa: BLE001
+            redis_error = f"filling the Redis stores: {type(exc).__name__}: {exc}"
 
     results: list[tuple[int, Result]] = []
     for number in wanted:
         print(f"measuring {number}...", file=sys.stderr, flush=True)
-        if number == 1:
+        if number in (5, 6) and (redis is None or redis_error):
+            result = Result(f"Redis measurement {number}", 0.35 if number == 5 else 1.5, error=redis_error)
+        elif number == 1:
             result = bench_list(stores[small], small, options.repeat)
         elif number == 2:
             result = bench_health(stores[large], large, options.repeat)
         elif number == 3:
             result = bench_pause(stores[large], large, options.repeat)
-        else:
+        elif number == 4:
             result = bench_help(options.repeat)
+        elif number == 5:
+            result = bench_redis_list(redis, stores[small], small, options.repeat, redis_keys)
+        else:
+            result = bench_redis_health(redis, large, options.repeat)
         results.append((number, result))
 
     import apscheduler
     import sqlalchemy
 
+    versions = f"APScheduler {getattr(apscheduler, '__version__', '?')}, SQLAlchemy {sqlalchemy.__version__}"
+    if redis is not None:
+        import redis as redis_py
+
+        versions += f", redis-py {redis_py.__version__}, Redis server {redis.server} ({options.redis_url})"
     print(f"## jobctl benchmarks ({'quick' if options.quick else 'full'})\n")
-    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"APScheduler {getattr(apscheduler, '__version__', '?')}, SQLAlchemy {sqlalchemy.__version__}; "
+    print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, {versions}; "
           f"median of {options.repeat} runs after 1 warm-up; peak RSS = largest of the runs, {RSS_HOW}\n")
     print(table(results))
     print()
