@@ -225,3 +225,136 @@ def redis_dump(url: str, jobs_key: str, run_times_key: str) -> dict[str, tuple[f
         client.close()
     return {job_id.decode("utf-8", "surrogateescape"): (scores.get(job_id), states.get(job_id))
             for job_id in sorted(set(states) | set(scores))}
+
+
+# APScheduler 4 (tests/fixture_app4): 4.0.0a6 has the import name `apscheduler` too, so it lives
+# in its own venv (.ci/aps4-venv.sh; CI exports JOBCTL_TEST_APS4_PYTHON) and the `shop4`
+# application with it; neither is importable here.
+FIXTURE_APP4 = TESTS / "fixture_app4"
+
+
+def aps4_python() -> str:
+    """The python of the APScheduler 4.0.0a6 venv (JOBCTL_TEST_APS4_PYTHON); skips the test when
+    the variable is unset, fails it when it is set but names no file."""
+    python = os.environ.get("JOBCTL_TEST_APS4_PYTHON")
+    if not python:
+        pytest.skip("APScheduler 4 venv not available: set JOBCTL_TEST_APS4_PYTHON "
+                    "(bash .ci/aps4-venv.sh DIR; then DIR/bin/python)")
+    if not Path(python).exists():
+        pytest.fail(f"JOBCTL_TEST_APS4_PYTHON is set but {python} is missing")
+    return python
+
+
+def _app4_env() -> dict:
+    env = dict(os.environ)
+    env.update({"PYTHONPATH": str(FIXTURE_APP4), "PYTHONHASHSEED": "0", "TZ": "UTC"})
+    return env
+
+
+def aps4_script(script: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run tests/fixture_app4/SCRIPT ARGS with APScheduler 4 and the shop4 application; fails the
+    test, with APScheduler's stderr, if it exits non-zero."""
+    result = subprocess.run([aps4_python(), str(FIXTURE_APP4 / script), *args],
+                            env=_app4_env(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{script} {' '.join(args)} failed:\n{result.stderr}"
+    return result
+
+
+def write_store4(url: str, *args: str) -> str:
+    """Write the shop4 fixture store through APScheduler 4's own Scheduler (write_store4.py:
+    --schema S, --serializer pickle|json|cbor, --schedules-only, --marker DIR, --extra N);
+    returns the APScheduler version that wrote it."""
+    return aps4_script("write_store4.py", url, *args).stdout.strip().splitlines()[-1]
+
+
+def aps4_load(url: str, *args: str) -> dict:
+    """Load every schedule, task, job and job result back with APScheduler 4 (load_store4.py:
+    --schema S, --serializer ..., --fire-times N); fails if loading changed a table or a
+    schedule could not be restored. Adds "by_id": the schedules by id."""
+    loaded = json.loads(aps4_script("load_store4.py", url, *args).stdout)
+    assert loaded["before"] == loaded["after"], "loading with APScheduler 4 changed a table"
+    assert not loaded["unreadable_schedules"], f"APScheduler 4 could not restore: {loaded['unreadable_schedules']}"
+    assert loaded["before"]["schedules"]["rows"] == len(loaded["schedules"])
+    loaded["by_id"] = {schedule["id"]: schedule for schedule in loaded["schedules"]}
+    return loaded
+
+
+def aps4_op(url: str, *args: str) -> dict:
+    """Change the store as APScheduler 4 does (ops4.py: pause ID, unpause ID [--resume-from
+    now|ISO], remove ID, add-job TASK; --schema, --broker ...); returns its JSON."""
+    return json.loads(aps4_script("ops4.py", url, *args).stdout)
+
+
+def start_scheduler4(url: str, *args: str, timeout: float = 60) -> subprocess.Popen:
+    """Start run_scheduler4.py URL ARGS (--schema, --broker psycopg|asyncpg|redis, ...) and wait
+    for its "started" line. Its output (one JSON line per event it sees) goes to a file, so a
+    long run never blocks on a full pipe: scheduler4_events(process) reads it at any time; stop
+    it with stop_scheduler4."""
+    import tempfile
+
+    output = tempfile.NamedTemporaryFile("w+", prefix="scheduler4-", suffix=".out", delete=False)
+    process = subprocess.Popen([aps4_python(), str(FIXTURE_APP4 / "run_scheduler4.py"), url, *args],
+                               env=_app4_env(), stdout=output, stderr=subprocess.STDOUT, text=True)
+    process.output_path = output.name  # type: ignore[attr-defined]
+    output.close()
+    deadline = time.monotonic() + timeout
+    while "started\n" not in Path(process.output_path).read_text():  # type: ignore[attr-defined]
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=30)
+            pytest.fail(f"run_scheduler4.py did not start:\n{Path(process.output_path).read_text()}")  # type: ignore[attr-defined]
+        time.sleep(0.05)
+    return process
+
+
+def scheduler4_events(process: subprocess.Popen) -> list[dict]:
+    """The events a run_scheduler4.py process has printed so far ({"event": class name, ...})."""
+    text = Path(process.output_path).read_text()  # type: ignore[attr-defined]
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def stop_scheduler4(process: subprocess.Popen) -> tuple[list[dict], str]:
+    """SIGTERM the scheduler and wait for it; returns (its events, its whole output, logs
+    included) and removes the output file."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=30)
+    path = Path(process.output_path)  # type: ignore[attr-defined]
+    events, text = scheduler4_events(process), path.read_text()
+    path.unlink(missing_ok=True)
+    return events, text
+
+
+def drop_aps4_schema(url: str, schema: str) -> None:
+    """Drop an APScheduler 4 store's schema: PostgreSQL's schema (its tables and enum types) with
+    CASCADE, or MySQL/MariaDB's database of that name."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.begin() as connection:
+            if engine.dialect.name == "postgresql":
+                connection.execute(sqlalchemy.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            else:
+                connection.execute(sqlalchemy.text(f"DROP DATABASE IF EXISTS `{schema}`"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def aps4_schema():
+    """A function URL -> a fresh schema name (aps4_test_<hex>) for an APScheduler 4 store on that
+    PostgreSQL or MariaDB server (write_store4.py --schema creates it); each is dropped after."""
+    made: list[tuple[str, str]] = []
+
+    def make(url: str) -> str:
+        schema = f"aps4_test_{uuid.uuid4().hex[:12]}"
+        made.append((url, schema))
+        return schema
+
+    yield make
+    for url, schema in made:
+        drop_aps4_schema(url, schema)
