@@ -37,7 +37,8 @@ FIXTURE_STORES = sorted(p.name for p in STORES.glob("*.sqlite"))
 
 def pytest_sessionstart(session):
     # The rule the whole suite rests on: jobctl's side never sees the application.
-    assert importlib.util.find_spec("shopapp") is None, "the fixture application must not be importable here"
+    for application in ("shopapp", "shop4"):
+        assert importlib.util.find_spec(application) is None, f"the fixture application {application} must not be importable here"
 
 
 @dataclass

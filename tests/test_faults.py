@@ -10,7 +10,17 @@ import time
 import pytest
 from faults import SilentServer, StallingProxy, TricklingServer
 
-from conftest import FIXTURE_APP, _app_env, add_jobs, drop_table, jobctl, jobctl_process, redis_client, server_url, write_store
+from conftest import (
+    FIXTURE_APP,
+    _app_env,
+    add_jobs,
+    drop_table,
+    jobctl,
+    jobctl_process,
+    redis_client,
+    server_url,
+    write_store,
+)
 
 
 def bulk_store(path, count: int) -> None:
