@@ -107,7 +107,9 @@ class Session:
             orders = ["id"]
         else:
             orders = [o for o, wanted in (("due", paused is not True), ("paused", paused is not False)) if wanted]
-        records: Iterator[Record] = itertools.chain.from_iterable(self._pages(order, patterns) for order in orders)
+        # a few records (health's next five) need no page of a thousand; a filter may skip some
+        first = PAGE if limit is None or patterns or (by_id and paused is not None) else max(1, min(PAGE, limit))
+        records: Iterator[Record] = itertools.chain.from_iterable(self._pages(order, patterns, first) for order in orders)
         if patterns:
             records = (r for r in records if any(matches(r.id, p) for p in patterns))
         if by_id and paused is not None:
@@ -116,9 +118,9 @@ class Session:
             records = _once(records)
         return itertools.islice(records, limit)
 
-    def _pages(self, order: str, hint: Sequence[str]) -> Iterator[Record]:
+    def _pages(self, order: str, hint: Sequence[str], first: int = PAGE) -> Iterator[Record]:
         after: tuple | None = None
-        size = PAGE
+        size = first
         while True:
             page = self.backend.page(order, after, size, hint)
             yield from page.records
@@ -126,7 +128,7 @@ class Session:
                 return
             after = page.after
             records = page.records
-            if order == "due" and len(records) >= size and records[0].due == records[-1].due:
+            if order == "due" and self.backend.resorts_ties and len(records) >= size and records[0].due == records[-1].due:
                 # a page all of one due time: the next read sorts that whole tie by id again,
                 # so read more at a time while it lasts
                 size = min(size * 2, MAX_PAGE)

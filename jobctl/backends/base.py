@@ -95,6 +95,9 @@ class Backend(ABC):
     made_by_writing = False
     # the "id" order may give a record twice (a Redis hash scanned while it shrinks)
     may_repeat = False
+    # a page after a key sorts every record tied on its due time again (SQL's keyset), so the
+    # session reads bigger pages through a long tie; a store that pages by rank does not
+    resorts_ties = True
 
     @abstractmethod
     def __init__(self, target: Target, write: bool = False, create: bool = False, lock_seconds: int = 10, answer_seconds: int = 10) -> None:

@@ -47,6 +47,12 @@ _COUNTED8 = frozenset({0x8D, 0x8E, 0x96})  # BINUNICODE8 BINBYTES8 BYTEARRAY8
 _RUN_LENGTH = 4096  # opcodes one match of the pattern reads at most
 
 _matchers: tuple[Callable, Callable] | None = None
+# Compiling the pattern takes 120-160 ms, more than `health` or `show` spends on everything
+# else: the first rows a process checks are read opcode by opcode in Python instead (about
+# 60 us a row), and the pattern is compiled once a process has checked this many.
+_COMPILE_AFTER = 64
+_checked = 0
+_table: dict[int, tuple[str, int]] | None = None
 
 
 # Opcodes by how often APScheduler's rows use them: the pattern tries them in this order.
@@ -100,12 +106,17 @@ def check(data: bytes) -> None:
     size = len(data)
     if size > MAX_PICKLE_BYTES:
         raise UnreadableState(f"job state is {size:,} bytes, larger than the {MAX_PICKLE_BYTES:,} jobctl decodes")
+    count = size > MAX_OPERATIONS  # a smaller row cannot have more opcodes than bytes
+    memo_limit = min(size, MAX_OPERATIONS)
     if _matchers is None:
+        global _checked
+        _checked += 1
+        if _checked <= _COMPILE_AFTER:
+            _walk(data, size, memo_limit)
+            return
         _matchers = _build()
     run, listed = _matchers
-    count = size > MAX_OPERATIONS  # a smaller row cannot have more opcodes than bytes
     operations = 0
-    memo_limit = min(size, MAX_OPERATIONS)
     pos = 0
     while True:
         end = run(data, pos).end()
@@ -151,6 +162,81 @@ def check(data: bytes) -> None:
             raise UnreadableState(f"cannot decode job state: unexpected opcode {bytes([op])!r} at byte {pos}")
         if count and operations > MAX_OPERATIONS:
             raise UnreadableState(f"job state has more than {MAX_OPERATIONS:,} pickle operations")
+
+
+def _opcode_table() -> dict[int, tuple[str, int]]:
+    """Each opcode's argument, from pickletools' table: ("fixed", n), ("line", 1 or 2 lines),
+    or ("counted", width in bytes, negative when the length is signed)."""
+    import pickletools
+
+    widths = {pickletools.TAKEN_FROM_ARGUMENT1: 1, pickletools.TAKEN_FROM_ARGUMENT4: -4,
+              pickletools.TAKEN_FROM_ARGUMENT4U: 4, pickletools.TAKEN_FROM_ARGUMENT8U: 8}
+    table: dict[int, tuple[str, int]] = {}
+    for op in pickletools.opcodes:
+        code = ord(op.code)
+        if op.arg is None:
+            table[code] = ("fixed", 0)
+        elif op.name in ("GLOBAL", "INST"):
+            table[code] = ("line", 2)
+        elif op.arg.n >= 0:
+            table[code] = ("fixed", op.arg.n)
+        elif op.arg.n == pickletools.UP_TO_NEWLINE:
+            table[code] = ("line", 1)
+        elif op.arg.n in widths:
+            table[code] = ("counted", widths[op.arg.n])
+    table[_FRAME] = ("fixed", 8)  # its length is checked, and the frame's opcodes read on
+    return table
+
+
+def _walk(data: bytes, size: int, memo_limit: int) -> None:
+    """check(), one opcode at a time in Python: the same refusals, without the pattern."""
+    global _table
+    if _table is None:
+        _table = _opcode_table()
+    table = _table
+    count = size > MAX_OPERATIONS
+    pos = operations = 0
+    while True:
+        if pos >= size:
+            raise UnreadableState("cannot decode job state: pickle data was truncated")
+        op = data[pos]
+        operations += 1
+        if count and operations > MAX_OPERATIONS:
+            raise UnreadableState(f"job state has more than {MAX_OPERATIONS:,} pickle operations")
+        if op == _STOP:
+            return
+        kind = table.get(op)
+        if kind is None:
+            raise UnreadableState(f"cannot decode job state: unexpected opcode {bytes([op])!r} at byte {pos}")
+        how, n = kind
+        start, pos = pos, pos + 1
+        if how == "fixed":
+            if op == _FRAME and int.from_bytes(data[pos : pos + 8], "little") > size - pos - 8:
+                raise UnreadableState("cannot decode job state: pickle data was truncated")
+            if op == _LONG_BINPUT:
+                _memo_index(int.from_bytes(data[pos : pos + 4], "little"), memo_limit)
+            pos += n
+        elif how == "line":
+            for _ in range(n):
+                newline = data.find(b"\n", pos)
+                if newline < 0:
+                    raise UnreadableState("cannot decode job state: pickle data was truncated")
+                if op == _PUT:
+                    try:
+                        index = int(data[pos:newline])
+                    except ValueError:
+                        raise UnreadableState("cannot decode job state: malformed PUT") from None
+                    _memo_index(index, memo_limit)
+                pos = newline + 1
+        else:
+            width = abs(n)
+            length = int.from_bytes(data[pos : pos + width], "little", signed=n < 0)
+            pos += width
+            if length < 0 or length > size - pos:
+                raise UnreadableState("cannot decode job state: pickle data was truncated")
+            pos += length
+        if pos > size:
+            raise UnreadableState(f"cannot decode job state: pickle data was truncated after the opcode at byte {start}")
 
 
 def _memo_index(index: int, limit: int) -> None:
