@@ -209,8 +209,12 @@ def run(cmd: list[str], env: dict[str, str], name: str) -> Run:
 
 
 def jobctl_env() -> dict[str, str]:
-    """The environment jobctl runs in: no PYTHONPATH (the application is not importable), no JOBCTL_*."""
-    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("JOBCTL_")}
+    """The environment jobctl runs in: no PYTHONPATH (the application is not importable), no
+    JOBCTL_*, and bytecode written and used (no PYTHONDONTWRITEBYTECODE), as for an installed
+    package, whose modules pip compiles: without it, jobctl's own modules are compiled from
+    source on every run (40-60 ms) while the libraries' pip-installed bytecode is used."""
+    drop = {"PYTHONPATH", "PYTHONDONTWRITEBYTECODE"}
+    return {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("JOBCTL_")}
 
 
 def app_env() -> dict[str, str]:

@@ -18,7 +18,7 @@ from typing import Any
 from jobctl.backends.base import Record
 
 CHUNK = 1000  # rows a worker decodes at a time
-SERIAL_FIRST = 5000  # a store this small never starts a worker
+SERIAL_FIRST = 2000  # a store this small never starts a worker
 IN_FLIGHT = 3  # chunks queued per worker
 
 

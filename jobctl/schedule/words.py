@@ -119,14 +119,24 @@ def _check_cron(state: dict, walk: Walk) -> tuple | None:
     walk.step(parts=len(fields))
     cached = len(fields) <= 16
     key_fields = []
+    parts = 0  # counted on the walk once, after the loop (this runs for every cron row)
     for field in fields:
         attributes = vars(field)
         expressions = attributes["expressions"]
+        name = attributes["name"]
         if type(expressions) is not list:
             raise UnreadableState("a cron field's expressions are not a list")
-        walk.step(parts=len(expressions))
+        if type(name) is not str or len(name) > 200:
+            _plain(name)
+        parts += len(expressions)
+        if parts > walk.left:
+            walk.step(parts=parts)
         cached = cached and len(expressions) <= _CACHED_EXPRESSIONS
-        key_fields.append((type(field), _plain(attributes["name"]), *[_expression_key(e) for e in expressions]))
+        if len(expressions) == 1:
+            key_fields.append((type(field), name, _expression_key(expressions[0])))
+        else:
+            key_fields.append((type(field), name, *map(_expression_key, expressions)))
+    walk.step(parts=parts)
     end = state.get("end_date")
     if end is not None and type(end) is not dt.datetime:
         raise UnreadableState("its cron trigger's end date is not a time")
@@ -136,9 +146,19 @@ def _check_cron(state: dict, walk: Walk) -> tuple | None:
 
 
 def _expression_key(expression: Any) -> tuple:
-    """An expression's class and attributes, (name, type, value) each, in their stored order:
-    equal keys mean equal expressions (another order is only another key)."""
-    key: list[Any] = [type(expression)]
+    """An expression's class and attributes in their stored order: equal keys mean equal
+    expressions (another order is only another key). APScheduler's hold small ints and None
+    alone, whose (name, value) pairs are exact as they are; any other value is keyed with its
+    type too, since 1, 1.0 and True are equal."""
+    items = tuple(vars(expression).items())
+    for name, value in items:
+        if type(name) is not str or (value is not None and (type(value) is not int or value.bit_length() > 64)):
+            return _typed_expression_key(expression)
+    return (type(expression), items)
+
+
+def _typed_expression_key(expression: Any) -> tuple:
+    key: list[Any] = [type(expression), "typed"]
     for name, value in vars(expression).items():
         kind = type(value)
         if type(name) is not str:
