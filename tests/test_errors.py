@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from conftest import jobctl, rows
+from conftest import jobctl, rows, write_store4
 
 
 def one_line_error(result, code: int) -> str:
@@ -149,3 +149,16 @@ def test_remove_refuses_without_terminal_or_yes(store_copy):
     before = rows(path)
     assert "pass --yes" in one_line_error(jobctl("--url", url, "remove", "daily_reports"), 1)
     assert rows(path) == before
+
+
+def test_an_apscheduler_4_database_is_named_as_such(tmp_path):
+    """APScheduler 4 keeps schedules in tables of its own: pointed at them, jobctl says what
+    it found, in one line, and changes nothing."""
+    url = f"sqlite:///{tmp_path / 'aps4.sqlite'}"
+    write_store4(url, "--schedules-only")
+    before = (tmp_path / "aps4.sqlite").read_bytes()
+    for command in (["list"], ["pause", "daily_reports"]):
+        result = jobctl("--url", url, *command)
+        assert result.returncode == 1 and "APScheduler 4's tables" in result.stderr, result
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert (tmp_path / "aps4.sqlite").read_bytes() == before

@@ -125,6 +125,12 @@ class SqlJobTable(Backend):
                         table.create(connection)
                         self.created = True
                         return table
+                    if all(inspector.has_table(t, schema=schema) for t in ("schedules", "tasks", "metadata")):
+                        raise MissingStore(
+                            f"no table {where!r} in {self.location}, which holds APScheduler 4's tables "
+                            "(schedules, tasks, metadata): this jobctl reads APScheduler 3 job stores only",
+                            self.name,
+                        )
                     raise MissingStore(
                         f"no table {where!r} in {self.location}: not an APScheduler job store "
                         "(use --table / --schema if the application named it differently)",
