@@ -6,9 +6,11 @@ the job_state pickle, the same bytes as the SQL table's column) and the sorted s
 paused job is in the hash only). Its loading deletes every job it cannot restore, and every
 run_times member without a job: it is never called.
 
-Every step is one Lua script, so Redis runs it atomically: a page reads ids, scores and
-pickles together, and each write first compares every record it touches, in both keys, with
-what was read, and writes both keys or nothing. A Redis server orders the members of a sorted
+Every write is one Lua script, so Redis runs it atomically: it first compares every record it
+touches, in both keys, with what was read, and writes both keys or nothing. A page of the
+sorted set is read under WATCH (ids and scores, then their pickles in MULTI/EXEC, which Redis
+runs only if neither key changed), or, when that keeps failing or is refused, by a script:
+either way one state of the store. A Redis server orders the members of a sorted
 set by (score, id bytes), which is the "due" order; a hash has no order, so the "paused" and
 "id" orders are the hash's scan order (HSCAN), followed by the run_times members that have no
 job (orphans) for "id".
@@ -27,7 +29,6 @@ from jobctl.errors import JobctlError, MissingStore, StoreError, UsageError
 
 CONNECT_TIMEOUT = 5  # seconds (or JOBCTL_TIMEOUT, if less): an unreachable server fails fast
 ID_CHUNK = 1000  # ids per read script: a few milliseconds of Redis's time
-_GLOB_CHARS = set("*?[")
 
 # Is the record at ARGV[o..o+3] (id, "1" if it has a pickle else "0", the pickle, due score or
 # "") still exactly so in both keys? Scores compare as numbers: Lua reads both as doubles.
@@ -348,6 +349,8 @@ class RedisJobKeys(Backend):
         pool.connection_kwargs["socket_timeout"] = self.connect_seconds
         try:
             self._call(self.client.ping, "cannot reach", seconds=self.connect_seconds)
+        except TypeError as exc:  # redis-py hands a URL's ?options to the connection as they are
+            raise UsageError(f"the Redis URL {self.location} has an option redis-py does not take ({exc})") from None
         except StoreError as exc:
             if not (isinstance(exc.__cause__, ResponseError) and not _is_auth(exc.__cause__) and not _not_in_cluster(exc.__cause__)):
                 raise
@@ -476,9 +479,11 @@ class RedisJobKeys(Backend):
         """The page read with plain commands, under WATCH: the ids and scores, then (MULTI,
         EXEC) their pickles, which Redis gives only if neither key changed meanwhile, so the
         page is one state of the store. A fifth of the server's work of the script, which
-        converts every value twice. None after a few changes got in between: the caller
-        reads the page with the script, which nothing can get in between."""
-        from redis.exceptions import WatchError
+        converts every value twice. None after a few changes got in between, or when the
+        server refuses a transaction (a user without WATCH or MULTI, a server at maxmemory,
+        which refuses every command in MULTI): the caller reads the page with the script,
+        which nothing can get in between."""
+        from redis.exceptions import ResponseError, WatchError
 
         jobs_key, run_times_key = self.keys
         for _ in range(3):
@@ -498,8 +503,12 @@ class RedisJobKeys(Backend):
                     pipe.multi()
                     pipe.hmget(jobs_key, [member for member, _ in members])
                     [pickles] = pipe.execute()
-            except WatchError:
+            except WatchError as exc:
+                if self.cut.fired or "occurred" in str(exc):  # the connection died while watching
+                    raise _ConnectionLost(str(exc)) from exc
                 continue
+            except ResponseError:
+                return None
             return [Record(_id_text(member), float(score), data) for (member, score), data in zip(members, pickles)]
         return None
 
@@ -551,8 +560,6 @@ class RedisJobKeys(Backend):
     # --- writing: each one script, comparing every record first ---------------------------
 
     def swap(self, old: Record, new: Record) -> bool:
-        if not isinstance(new.data, bytes):
-            raise StoreError("jobctl writes a pickle for every job; this change has none")
         return bool(self._run("swap", [*_compared(old), new.data, _score(new.due)], writes=True))
 
     def delete(self, old: Sequence[Record]) -> bool:
@@ -562,13 +569,15 @@ class RedisJobKeys(Backend):
         args: list[Any] = [len(replacing)]
         args += [part for record in replacing for part in _compared(record)]
         for record in new:
-            if not isinstance(record.data, bytes):
-                raise StoreError(f"job {record.id!r} has no pickle to write")
             args += [_id_bytes(record.id), record.data, _score(record.due)]
         return bool(self._run("insert", args, writes=True))
 
     def close(self) -> None:
         self.client.close()
+
+
+class _ConnectionLost(OSError):
+    """redis-py says a connection lost while watching is a WatchError: it is no conflict."""
 
 
 def redacted(url: str) -> str:
@@ -577,14 +586,19 @@ def redacted(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return "<malformed URL>"
-    if parts.password is None and "password=" not in parts.query.lower():
+    if parts.password is None and not _query_password(parts.query):
         return url
     netloc = parts.netloc
     if parts.password is not None:
         user = quote(unquote(parts.username or ""), safe="")
         netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
-    query = "&".join(("password=***" if item.lower().startswith("password=") else item) for item in parts.query.split("&")) if parts.query else ""
+    query = "&".join(("password=***" if _query_password(item) else item) for item in parts.query.split("&")) if parts.query else ""
     return _unsplit(parts._replace(netloc=netloc, query=query))
+
+
+def _query_password(query: str) -> bool:
+    """Whether a query (or one item of it) names a password, as redis-py reads it (%-decoded)."""
+    return any(unquote(item.partition("=")[0]).lower() == "password" for item in query.split("&"))
 
 
 def with_password(url: str, password: str) -> str:
@@ -663,7 +677,7 @@ def _match(hint: Sequence[str]) -> str:
     """A MATCH pattern for HSCAN/ZSCAN from one glob, or "" for none. Redis's patterns read
     '[!a]' and backslashes otherwise than fnmatch: such a glob gets no MATCH (a hint may
     give more, never fewer)."""
-    if len(hint) != 1 or "[" in hint[0] or "\\" in hint[0]:
+    if len(hint) != 1 or any(c in hint[0] for c in "[\\?"):  # Redis's ? is one byte, fnmatch's one character
         return ""
     return hint[0]
 
@@ -673,8 +687,9 @@ def _id_bytes(job_id: str) -> bytes:
 
 
 def _id_text(member: bytes) -> str:
-    """An id as text; bytes that are no UTF-8 (no APScheduler writes them) escaped."""
-    return member.decode("utf-8", "backslashreplace")
+    """An id as text; bytes that are no UTF-8 (no APScheduler writes them) as lone surrogates,
+    which _id_bytes turns back into the same bytes (the display escapes them)."""
+    return member.decode("utf-8", "surrogateescape")
 
 
 def _text(value: Any) -> str:

@@ -34,7 +34,7 @@ def _color(text: str, state: str, color: bool) -> str:
 
 
 # json.dumps escapes C0 controls itself; these it leaves raw with ensure_ascii=False
-_JSON_RAW = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def json_safe(text: str) -> str:

@@ -107,11 +107,18 @@ def _stand_in_repr(value: Any, seq: Any, attributes: Any, pairs: Any) -> str:
 # What a terminal or a monitor acts on instead of showing: C0 controls, DEL and C1 controls
 # (\x9b is a one-byte ESC [), the Unicode line and paragraph separators, and the bidi
 # embeddings, overrides and isolates, which reorder the text after them ("Trojan Source").
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def printable(text: str) -> str:
     """Control characters as escapes (\\x1b, \\n, \\u202e): a job id must not split a line,
     shift a column, reorder text, or send the operator's terminal an escape sequence. Used on
     everything a person or a monitor reads; JSON and CSV keep ids exact."""
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group()
+    if "\udc80" <= char <= "\udcff":  # a byte that was no UTF-8 (a Redis id): shown as that byte
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape", "backslashreplace").decode("ascii")
