@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -162,6 +163,9 @@ class Export:
 
     lines: Iterator[str]
     left_out: list[str] = field(default_factory=list)
+    # ids whose due value is no finite number (a Redis score of inf): in the document as text,
+    # which import refuses
+    odd_due: list[str] = field(default_factory=list)
 
 
 def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> Export:
@@ -178,8 +182,10 @@ def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None 
         for record in session.scan(patterns, by_id=True):
             if record.data is None:
                 result.left_out.append(record.id)
-            else:
-                yield Job(*record)
+                continue
+            if record.due is not None and not (isinstance(record.due, (int, float)) and math.isfinite(record.due)):
+                result.odd_due.append(record.id)
+            yield Job(*record)
 
     result.lines = transfer.export_lines(jobs(), at or _now(), tz, source)
     return result

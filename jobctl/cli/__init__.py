@@ -327,9 +327,11 @@ def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | N
 
 
 def write_data(text: str) -> None:
-    """Data (JSON, CSV, plain lines) written as it is: without color=True, click.echo strips
-    whatever looks like an ANSI sequence when stdout is not a terminal, changing an id in CSV."""
-    click.echo(text, nl=False, color=True)
+    """Data (JSON, CSV, plain lines) written as it is: as text, click.echo strips whatever looks
+    like an ANSI sequence when stdout is not a terminal, changing an id in CSV; bytes it writes
+    unchanged."""
+    # as bytes: an id that was no UTF-8 (a Redis field) goes out as the bytes it is
+    click.echo(text.encode("utf-8", "surrogateescape"), nl=False)
 
 
 def write_document(chunks: Any) -> None:
@@ -345,6 +347,29 @@ def write_document(chunks: Any) -> None:
         spool.seek(0)
         while block := spool.read(2**20):
             write_data(block)
+
+
+def write_file(path: str, chunks: Any) -> None:
+    """A whole document in `path`, or the file as it was: written to a temporary file beside
+    it and renamed over it once complete. (click.open_file(atomic=True) renames even when the
+    writing failed: a store that stopped answering midway replaced a good backup with half.)"""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        with open(handle, "w", encoding="utf-8", newline="") as out:
+            for chunk in chunks:
+                out.write(chunk)
+        if os.path.exists(path):
+            os.chmod(temporary, os.stat(path).st_mode & 0o7777)  # a backup keeps its permissions
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
 
 
 def emit(rows: Any, csv_fields: list[str], plain: Any, table: Any, no_headers: bool, empty: str) -> None:
@@ -597,16 +622,22 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
     exported = commands.export(target(), patterns, tz=display_zone())
     lines = (json_safe(line) for line in exported.lines)
     if path:
-        with click.open_file(path, "w", encoding="utf-8", atomic=True) as out:
-            for line in lines:
-                out.write(line)
+        write_file(path, lines)
     else:
         write_document(lines)
-    if exported.left_out:
-        from jobctl.cli.render import printable
+    from jobctl.cli.render import printable
 
-        shown = ", ".join(printable(i) for i in exported.left_out[:5]) + (" …" if len(exported.left_out) > 5 else "")
-        click.echo(f"jobctl: warning: left out {len(exported.left_out)} run time(s) with no job, which no import could restore: {shown}", err=True)
+    def some(ids: list[str]) -> str:
+        return ", ".join(printable(i) for i in ids[:5]) + (" …" if len(ids) > 5 else "")
+
+    if exported.left_out:
+        click.echo(f"jobctl: warning: left out {len(exported.left_out)} run time(s) with no job, which no import could restore: {some(exported.left_out)}", err=True)
+    if exported.odd_due:
+        click.echo(
+            f"jobctl: warning: {len(exported.odd_due)} job(s) have a due time that is no number (import refuses such a "
+            f"document; 'jobctl reschedule' or 'pause' writes a true one): {some(exported.odd_due)}",
+            err=True,
+        )
 
 
 @cli.command("import")
