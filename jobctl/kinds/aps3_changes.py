@@ -79,10 +79,13 @@ class Pause(Change):
     def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         if job.next_run_time is None:
-            return None
+            # paused, by its state; a store that still has a due time for it gets none
+            return self.write(job, next_run_time=None) if job.mismatch else None
         return self.write(job, next_run_time=None)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        if before.next_run_time is None:
+            return _said(f"paused {before.id}: its state said paused already, and now the store's due time does too")
         return _said(f"paused {before.id} (was due {relative(before.next_run_time, at)})")
 
     def unchanged(self, job: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
@@ -98,7 +101,8 @@ class Resume(Change):
     def apply(self, job: Job, at: dt.datetime) -> Record | None:
         job.require_readable()
         if job.next_run_time is not None:
-            return None
+            # scheduled, by its state; a store with another due time (or none) gets its own
+            return self.write(job, next_run_time=job.next_run_time) if job.mismatch else None
         when = _next_fire(job.trigger, job.id, at)  # as resume_job: the trigger's next from now
         grace = job.misfire_grace_time
         if when < at and grace is not None and (at - when).total_seconds() > grace and not self.accept_removal:
@@ -112,6 +116,8 @@ class Resume(Change):
         return self.write(job, next_run_time=when)
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
+        if before.next_run_time is not None:
+            return _said(f"resumed {before.id}: the store's due time is now its own next run, {_when(after.next_run_time, at, tz)}")
         text = f"resumed {before.id}: next run {_when(after.next_run_time, at, tz)}"
         if _last_run(after):
             text += "; after that run APScheduler removes the job (its trigger fires no more)"
