@@ -58,7 +58,7 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         counts = {  # the report gets them once all are known: a failure midway is UNKNOWN
             "total": stats.total,
             "active": stats.active,
-            "paused": stats.paused,
+            "paused": max(stats.paused, 0),  # a Redis orphan is active in ZCARD, and in no HLEN
             "late": stats.late,
             "overdue": stats.overdue,
         }
@@ -107,12 +107,14 @@ def _verdict(report: Report) -> tuple[str, str]:
     problems = []
     if c["late"]:
         problems.append(f"{_plural(c['late'], 'job')} late by more than {format_duration(report.warning)}{oldest_text}")
+    # above SCAN_LIMIT only the jobs shown were decoded: their counts are a floor
+    floor = "" if report.unreadable_scanned else "at least "
     if c["unreadable"]:
         names = ", ".join(job.id for job in report.unreadable_jobs[:3])
-        problems.append(f"{_plural(c['unreadable'], 'unreadable job')} ({names})")
+        problems.append(f"{floor}{_plural(c['unreadable'], 'unreadable job')} ({names})")
     if c["mismatched"]:
         names = ", ".join(job.id for job in report.mismatched_jobs[:3])
-        problems.append(f"{_plural(c['mismatched'], 'job')} whose stored due time is not its own next run time ({names})")
+        problems.append(f"{floor}{_plural(c['mismatched'], 'job')} whose stored due time is not its own next run time ({names})")
     if problems:
         return "WARNING", "; ".join(problems)
     text = f"{_plural(c['total'], 'job')}, {c['active']} active, {c['paused']} paused"

@@ -146,6 +146,7 @@ class Session:
     def resolve(self, patterns: Iterable[str]) -> list[str]:
         """The ids the operator named: exact ids must exist, each glob must match something."""
         ids: list[str] = []
+        seen: set[str] = set()
         for pattern in patterns:
             if is_pattern(pattern):
                 candidates = list(self.backend.ids([pattern]))
@@ -156,7 +157,10 @@ class Session:
             if not found:
                 what = "matches" if is_pattern(pattern) else "has the id"
                 raise NoSuchJob(f"no job {what} {pattern!r}")
-            ids.extend(i for i in found if i not in ids)
+            for job_id in found:
+                if job_id not in seen:
+                    seen.add(job_id)
+                    ids.append(job_id)
         return ids
 
     def ids_starting_with(self, prefix: str, limit: int) -> list[str]:
