@@ -108,10 +108,16 @@ def make_certificates(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {name: folder / name for name in ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr", "san.ext")}
     key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    paths["san.ext"].write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    # what CPython 3.13's strict verification (VERIFY_X509_STRICT) asks of a CA and a leaf
+    paths["san.ext"].write_text(
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        "subjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid:always\n"
+    )
     for command in (
         ["openssl", "req", "-x509", "-new", *key, "-keyout", paths["ca.key"], "-out", paths["ca.crt"], "-days", "2",
-         "-subj", "/CN=jobctl test CA"],
+         "-subj", "/CN=jobctl test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+         "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-addext", "subjectKeyIdentifier=hash"],
         ["openssl", "req", "-new", *key, "-keyout", paths["server.key"], "-out", paths["server.csr"], "-subj", "/CN=localhost"],
         ["openssl", "x509", "-req", "-in", paths["server.csr"], "-CA", paths["ca.crt"], "-CAkey", paths["ca.key"],
          "-CAcreateserial", "-out", paths["server.crt"], "-days", "2", "-extfile", paths["san.ext"]],

@@ -109,7 +109,8 @@ def test_a_redis_that_trickles_forever_is_given_up_on():
             assert result.returncode == code, (args, result.stdout, result.stderr)
             assert waited < 5, f"{args}: {waited:.1f} s"
             text = result.stdout if code == 3 else result.stderr
-            assert "did not answer within 2 s" in text and len(text.strip().splitlines()) == 1, text
+            # the first step is connecting (PING), bounded by the connect deadline (1 s here)
+            assert "could not connect to" in text and len(text.strip().splitlines()) == 1, text
 
 
 @pytest.fixture(params=sorted(SERVERS))
@@ -165,6 +166,20 @@ def test_a_connection_that_stalls_midway_is_given_up_on(big_server_store):
                         assert result.stdout == "", "half a JSON document was printed"
                 else:
                     assert result.stdout.strip(), (chunks, args)
+
+
+def test_an_export_that_fails_midway_leaves_the_file_as_it_was(big_server_store, tmp_path):
+    """export -f writes a whole document or leaves the file alone: a backup is never replaced
+    by half of one when the store stops answering midway."""
+    url, names = big_server_store
+    backup = tmp_path / "backup.json"
+    assert jobctl("--url", url, *names, "export", "-f", str(backup)).returncode == 0
+    good = backup.read_bytes()
+    with StallingProxy(make_url_host_port(url), 40, across=True) as proxy:
+        result = jobctl("--url", through(url, proxy.port), *names, "export", "-f", str(backup), env=BOUNDS)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result
+    assert backup.read_bytes() == good, "the failed export replaced the backup"
+    assert [p.name for p in tmp_path.iterdir()] == ["backup.json"], "a temporary file was left behind"
 
 
 def make_url_host_port(url: str) -> tuple[str, int]:

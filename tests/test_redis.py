@@ -295,3 +295,75 @@ def test_a_missing_redis_client_names_the_extra_to_install(monkeypatch):
         text = getattr(result, stream)
         assert result.returncode == code and "pip install 'jobctl[redis]'" in text, result
         assert len(text.strip().splitlines()) == 1
+
+
+def test_a_glob_with_question_marks_matches_characters_not_bytes(redis_store, tmp_path):
+    """Redis's MATCH reads '?' as one byte; jobctl's globs (fnmatch) as one character."""
+    url, keys, args = redis_store
+    pattern = "rapport_quotidien_?t?"  # 'été': two-byte characters in UTF-8
+    dry = jobctl(*args, "pause", pattern, "--dry-run")
+    assert dry.returncode == 0 and "rapport_quotidien_été" in dry.stdout, dry
+    exported = jobctl(*args, "export", pattern)
+    assert [job["id"] for job in json.loads(exported.stdout)["jobs"]] == ["rapport_quotidien_été"]
+
+
+def test_an_id_that_is_no_utf8_is_named_shown_and_moved_as_its_bytes(redis_store, tmp_path):
+    url, keys, args = redis_store
+    client = redis_client(url)
+    try:
+        state = client.hget(keys[0], "inventory_sync")
+        client.hset(keys[0], b"bad\xff\xfeid", state)
+    finally:
+        client.close()
+    name = b"bad\xff\xfeid".decode("utf-8", "surrogateescape")  # as the shell hands it to Python
+    listed_ids = [job["id"] for job in json.loads(jobctl(*args, "list", "-o", "json").stdout)]
+    assert name in listed_ids, "JSON keeps the id exact (as \\udcff escapes)"
+    table = jobctl(*args, "list", "bad*")
+    assert "bad\\xff\\xfeid" in table.stdout, table.stdout
+    assert jobctl(*args, "show", name).returncode == 0
+    document = tmp_path / "jobs.json"
+    assert jobctl(*args, "export", "bad*", "-f", str(document)).returncode == 0
+    other = (f"test.{uuid.uuid4().hex}.jobs", f"test.{uuid.uuid4().hex}.run_times")
+    try:
+        assert jobctl("--url", url, *keys_args(other), "import", str(document)).returncode == 0
+        assert redis_dump(url, *other) == {name: redis_dump(url, *keys)[name]}, "the id came back as other bytes"
+    finally:
+        redis_client(url).delete(*other)
+    assert jobctl(*args, "remove", name, "--yes").returncode == 0
+    assert name not in redis_dump(url, *keys)
+
+
+def test_pause_and_resume_write_a_mismatched_job_whole_again(redis_store):
+    """A pickle that says paused with a score left over, and one that says scheduled with no
+    score: the warning names pause and resume as the remedy, and they are."""
+    url, keys, args = redis_store
+    client = redis_client(url)
+    try:
+        client.zadd(keys[1], {"paused_sync": time.time() + 600})  # its pickle says paused
+        client.zrem(keys[1], "inventory_sync")  # its pickle says scheduled
+    finally:
+        client.close()
+    jobs = listed(args)
+    assert jobs["paused_sync"]["state"] == jobs["inventory_sync"]["state"] == "mismatched"
+    paused = jobctl(*args, "pause", "paused_sync")
+    assert paused.returncode == 0 and "now the store's due time does too" in paused.stdout, paused
+    resumed = jobctl(*args, "resume", "inventory_sync")
+    assert resumed.returncode == 0 and "the store's due time is now its own next run" in resumed.stdout, resumed
+    jobs = listed(args)
+    assert (jobs["paused_sync"]["state"], jobs["inventory_sync"]["state"]) == ("paused", "scheduled")
+    aps_load(url, "current", *keys_args(keys))
+
+
+def test_a_due_time_that_is_no_number_is_named_when_exported(redis_store):
+    url, keys, args = redis_store
+    redis_client(url).zadd(keys[1], {"daily_reports": float("inf")})
+    exported = jobctl(*args, "export")
+    assert exported.returncode == 0 and "1 job(s) have a due time that is no number" in exported.stderr, exported.stderr
+    assert "daily_reports" in exported.stderr
+
+
+def test_an_option_redis_py_does_not_take_is_a_usage_error():
+    result = jobctl("--url", f"{redis_url()}?foo=bar", "list")
+    assert result.returncode == 2 and "option redis-py does not take" in result.stderr, result
+    health = jobctl("--url", f"{redis_url()}?foo=bar", "health")
+    assert health.returncode == 3 and "internal error" not in health.stdout, health

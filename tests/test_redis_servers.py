@@ -507,3 +507,27 @@ def test_a_user_who_may_not_write_reads_and_is_refused_changes_in_one_line(limit
         assert result.returncode == 1 and not result.stdout, (command, result)
         assert "may not change these keys" in one_line(result.stderr), result
     assert RealStore.read(client, *TAGGED_KEYS) == before
+
+
+# --- 6. a server at maxmemory ------------------------------------------------------------------
+
+
+def test_a_server_at_maxmemory_is_still_read_and_refuses_changes_in_one_line(real_store, tmp_path):
+    """With noeviction and no memory left, Redis refuses every command inside MULTI and every
+    script that may write: reads fall back to the read script, and a change is one line."""
+    with redis_server(tmp_path / "full") as server:
+        url = f"redis://127.0.0.1:{server.port}/0"
+        client = client_for(url)
+        try:
+            real_store.put(client, *TAGGED_KEYS)
+            client.config_set("maxmemory-policy", "noeviction")
+            client.config_set("maxmemory", "1")  # below what is used: every write is refused
+            args = ["--url", url, *keys_args(TAGGED_KEYS)]
+            assert set(listed(*args)) == {job_id.decode() for job_id in real_store.jobs}
+            assert jobctl(*args, "health").returncode in (0, 1)
+            refused = jobctl(*args, "pause", "daily_reports")
+            assert refused.returncode == 1 and "maxmemory" in one_line(refused.stderr), refused
+            assert RealStore.read(client, *TAGGED_KEYS) == real_store
+        finally:
+            client.config_set("maxmemory", "0")
+            client.close()
