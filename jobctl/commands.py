@@ -19,7 +19,7 @@ from jobctl.backends.base import Target
 from jobctl.errors import ChangeRefused, JobctlError, LockTimeout, MissingStore
 from jobctl.session import Import, Removal, open_session
 
-STATES = ["scheduled", "paused", "overdue", "mismatched", "unreadable"]
+STATES = ["scheduled", "paused", "overdue", "mismatched", "finished", "unreadable"]
 UTC = dt.timezone.utc
 
 
@@ -49,10 +49,11 @@ def list_jobs(
     paused = True if wanted == {"paused"} else (False if wanted and not wanted & {"paused", "unreadable", "mismatched"} else None)
     # without a state filter, read no more rows than are shown
     records = session.scan(patterns, paused=paused, limit=None if wanted else limit)
+    tasks = _tasks(session) if session.backend.kind == "aps4" else None
 
     def rows() -> Iterator[dict[str, Any]]:
         held_back = []  # unreadable jobs go last, and are few
-        for row in summaries(records, at, tz):
+        for row in summaries(records, at, tz, tasks=tasks):
             if wanted and row["state"] not in wanted:
                 continue
             if row["state"] == "unreadable":
@@ -68,8 +69,26 @@ def show(target: Target, job_id: str, count: int = 5, at: dt.datetime | None = N
     """One job in full, as `show -o json`'s fields, with its next `count` fire times."""
     from jobctl.kinds.aps3 import Job, job_detail
 
-    record = open_session(target).get(job_id)
+    session = open_session(target)
+    record = session.get(job_id)
+    if session.backend.kind == "aps4":
+        from jobctl.kinds import aps4
+
+        return aps4.detail(aps4.Schedule(*record), at or _now(), tz, _tasks(session), count)
     return job_detail(Job(*record), at or _now(), tz, count)
+
+
+def _tasks(session: Any) -> dict[str, dict[str, Any]]:
+    """An APScheduler 4 store's tasks by id (a handful: one per function the application
+    schedules), read in pages."""
+    tasks: dict[str, dict[str, Any]] = {}
+    after = None
+    while True:
+        rows = session.backend.rows("tasks", "id", after)
+        tasks.update((row.fields["id"], row.fields) for row in rows)
+        if len(rows) < 1000:
+            return tasks
+        after = rows[-1].raw["id"]
 
 
 @dataclass
@@ -94,8 +113,15 @@ def upcoming(
 
     session, at = open_session(target), at or _now()
     result = Upcoming(iter(()))
-    jobs = (Job(*r) for r in session.scan(patterns, paused=False))
-    every_run = upcoming_runs(jobs, at, at + within, result.problems)
+    every_run: Iterator[tuple[dt.datetime, Any]]  # (time, a Job or a Schedule)
+    if session.backend.kind == "aps4":
+        from jobctl.kinds import aps4
+
+        schedules = (aps4.Schedule(*r) for r in session.scan(patterns, paused=False))
+        every_run = aps4.upcoming_runs(schedules, at, at + within, result.problems)
+    else:
+        jobs = (Job(*r) for r in session.scan(patterns, paused=False))
+        every_run = upcoming_runs(jobs, at, at + within, result.problems)
 
     def runs() -> Iterator[dict[str, Any]]:
         for when, job in itertools.islice(every_run, limit):
@@ -128,9 +154,10 @@ def change(target: Target, patterns: Sequence[str], what: Any, dry_run: bool = F
     """Apply one change (a `jobctl.kinds.aps3_changes.Change`) to every job the patterns
     name, each as its own compare-and-swap, reporting each as it is done. A refused job does
     not stop the others, except a lock over the whole store (SQLite)."""
-    from jobctl.kinds.aps3_changes import run_change
+    from jobctl.kinds import aps3_changes, aps4
 
     session = open_session(target, write=not dry_run)
+    run_change = aps4.run_change if session.backend.kind == "aps4" else aps3_changes.run_change
     job_ids = session.resolve(patterns)
     for number, job_id in enumerate(job_ids, 1):
         try:
@@ -240,3 +267,62 @@ def health(target: Target | Callable[[], Target], at: dt.datetime | None = None,
         return open_session(target() if callable(target) else target)
 
     return checks.check(open_it, at or _now(), warning, critical, next_count)
+
+
+# --- APScheduler 4: the job queue, tasks and results -------------------------------------------
+
+
+def _aps4_session(target: Target, command: str) -> Any:
+    session = open_session(target)
+    if session.backend.kind != "aps4":
+        from jobctl.errors import UsageError
+
+        raise UsageError(f"'jobctl {command}' reads APScheduler 4 stores; {session.backend.location} holds APScheduler 3 jobs (see 'jobctl list')")
+    return session
+
+
+def queued_jobs(target: Target, at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> list[dict[str, Any]]:
+    """The queue of an APScheduler 4 store: each job pending or held by a scheduler, oldest
+    first (the order schedulers take them in)."""
+    from jobctl.kinds import aps4
+
+    session, at = _aps4_session(target, "jobs"), at or _now()
+    tasks = _tasks(session)
+    views = [aps4.job_view(row, at, tz, tasks) for row in aps4.read_all(session.backend, "jobs")]
+    return sorted(views, key=lambda v: v["created_at"] or "")
+
+
+def tasks(target: Target) -> list[dict[str, Any]]:
+    """An APScheduler 4 store's tasks: running jobs against each one's limit, jobs queued."""
+    from jobctl.kinds import aps4
+
+    session = _aps4_session(target, "tasks")
+    waiting = aps4.queued_by_task(aps4.read_all(session.backend, "jobs"))
+    return [aps4.task_view(row, waiting.get(row.fields["id"], 0)) for row in aps4.read_all(session.backend, "tasks")]
+
+
+@dataclass
+class History:
+    runs: list[dict[str, Any]]
+    note: str | None = None  # why there may be nothing to show
+
+
+def history(target: Target, outcomes: Sequence[str] = (), since: dt.datetime | None = None, limit: int = 100, tz: dt.tzinfo = UTC) -> History:
+    """The job results an APScheduler 4 store keeps, newest first. A store keeps a result only
+    for jobs whose result expiration time is above zero (the default is zero), until then."""
+    from jobctl.kinds import aps4
+
+    session = _aps4_session(target, "history")
+    rows = aps4.read_all(session.backend, "job_results")
+    if since is not None:
+        rows = [r for r in rows if isinstance(r.fields.get("finished_at"), dt.datetime) and r.fields["finished_at"] >= since]
+    if outcomes:
+        rows = [r for r in rows if r.fields.get("outcome") in outcomes]
+    rows.sort(key=lambda r: r.fields.get("finished_at") or dt.datetime.min.replace(tzinfo=UTC), reverse=True)
+    note = None
+    if not rows:
+        note = (
+            "no job results are kept: APScheduler 4 stores a result only when the job's result expiration "
+            "time is above zero (add_schedule(..., job_result_expiration_time=...)), and deletes it when it expires"
+        )
+    return History([aps4.result_view(r, tz) for r in rows[:limit]], note)

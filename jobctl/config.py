@@ -17,6 +17,11 @@
     jobs_key = "myapp.jobs"                # RedisJobStore's jobs_key and run_times_key
     run_times_key = "myapp.run_times"
 
+    [stores.v4]
+    url = "postgresql://scheduler@db.internal/app"
+    kind = "aps4"                          # APScheduler 4's tables (found by itself unless the
+    channel = "apscheduler"                # database holds both); its event broker's channel
+
 Precedence: command-line option > environment variable > config file > default, except that
 a store named with --store or JOBCTL_STORE beats JOBCTL_URL/TABLE/SCHEMA in the environment.
 """
@@ -31,7 +36,7 @@ from typing import Any
 
 from jobctl.errors import UsageError
 
-FIELDS = ("url", "table", "schema", "jobs_key", "run_times_key")
+FIELDS = ("url", "table", "schema", "jobs_key", "run_times_key", "kind", "channel")
 
 
 def config_path() -> Path:

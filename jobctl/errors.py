@@ -55,5 +55,10 @@ class Conflict(StoreError):
     changed nothing and may be run again."""
 
 
+class Busy(Conflict):
+    """A record is held by another process (an APScheduler 4 scheduler's lease): the step
+    changed nothing, may be tried again, and the message says who holds it until when."""
+
+
 class UnreadableState(Exception):
     """A job_state pickle could not be decoded safely; the row is shown as unreadable."""

@@ -39,6 +39,7 @@ class Report:
     late_jobs: list[Job] = field(default_factory=list)
     unreadable_jobs: list[Job] = field(default_factory=list)
     mismatched_jobs: list[Job] = field(default_factory=list)
+    queue: Any = None  # APScheduler 4: jobctl.kinds.aps4.Queue (leases, jobs, tasks)
 
     @property
     def exit_code(self) -> int:
@@ -62,10 +63,15 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
             "late": stats.late,
             "overdue": stats.overdue,
         }
-        report.next_jobs = [Job(*r) for r in session.scan(paused=False, limit=next_count)] if next_count else []
-        report.late_jobs = [Job(*r) for r in session.due_before(warning_ts, SHOWN)] if stats.late else []
+        make: Any = Job
+        if session.backend.kind == "aps4":
+            from jobctl.kinds.aps4 import Schedule
+
+            make = Schedule
+        report.next_jobs = [make(*r) for r in session.scan(paused=False, limit=next_count)] if next_count else []
+        report.late_jobs = [make(*r) for r in session.due_before(warning_ts, SHOWN)] if stats.late else []
         if stats.total <= SCAN_LIMIT:
-            every = [Job(*r) for r in session.scan(by_id=True)]
+            every = [make(*r) for r in session.scan(by_id=True)]
             # counted from the records themselves: a store's aggregates may miss some (a
             # Redis run_times member with no job is in neither HLEN's count nor paused)
             counts["total"] = len(every)
@@ -80,6 +86,11 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         counts["mismatched"] = len(mismatched)
         report.unreadable_jobs = unreadable[:SHOWN]
         report.mismatched_jobs = mismatched[:SHOWN]
+        if session.backend.kind == "aps4":
+            from jobctl.kinds.aps4 import queue_problems
+
+            report.queue = queue_problems(session.backend, at, warning)
+            counts.update(report.queue.counts)
         report.counts = counts
     except JobctlError as exc:
         report.reason = str(exc)
@@ -97,6 +108,9 @@ def _plural(count: int, noun: str) -> str:
 
 def _verdict(report: Report) -> tuple[str, str]:
     c = report.counts
+    queue = report.queue
+    if queue is not None and queue.dead_leases:
+        return "CRITICAL", "; ".join(queue.dead_leases[:3]) + ": did that scheduler die?"
     oldest = report.late_jobs[0] if report.late_jobs else None
     oldest_text = f" (oldest: {oldest.id}, due {relative(oldest.due_time, report.at)})" if oldest and oldest.due_time else ""
     if c["overdue"]:
@@ -115,6 +129,8 @@ def _verdict(report: Report) -> tuple[str, str]:
     if c["mismatched"]:
         names = ", ".join(job.id for job in report.mismatched_jobs[:3])
         problems.append(f"{floor}{_plural(c['mismatched'], 'job')} whose stored due time is not its own next run time ({names})")
+    if queue is not None:
+        problems += queue.warnings
     if problems:
         return "WARNING", "; ".join(problems)
     text = f"{_plural(c['total'], 'job')}, {c['active']} active, {c['paused']} paused"
@@ -133,7 +149,7 @@ def perfdata(report: Report) -> str:
         f"jobs={c['total']};;;0 active={c['active']};;;0 paused={c['paused']};;;0 "
         f"late={c['late']};;;0 overdue={c['overdue']};;;0 unreadable={c['unreadable']};;;0 mismatched={c['mismatched']};;;0 "
         f"lateness={f'{int(report.max_lateness)}s' if math.isfinite(report.max_lateness) else 'U'};{warn};{crit};0"
-    )
+    ) + "".join(f" {name}={c[name]};;;0" for name in ("queued", "dead_leases", "missed_deadline", "tasks_at_limit") if name in c)
 
 
 def _lateness(now: float, soonest: object) -> float:
@@ -219,4 +235,5 @@ def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         "unreadable_jobs": [brief(j) for j in report.unreadable_jobs],
         "mismatched_jobs": [brief(j) for j in report.mismatched_jobs],
         "reason": monitor_text(report.reason),  # as in the summary; the ids above are exact
+        **({"queue": report.queue.as_json()} if report.queue is not None else {}),
     }

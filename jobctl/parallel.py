@@ -22,30 +22,35 @@ SERIAL_FIRST = 2000  # a store this small never starts a worker
 IN_FLIGHT = 3  # chunks queued per worker
 
 
-def _summaries(rows: list[Record], at: dt.datetime, tz: dt.tzinfo) -> list[dict[str, Any]]:
+def _summaries(rows: list[Record], at: dt.datetime, tz: dt.tzinfo, tasks: dict | None = None) -> list[dict[str, Any]]:
+    if tasks is not None:  # APScheduler 4 schedules, with their store's tasks
+        from jobctl.kinds import aps4
+
+        return aps4.summaries(rows, at, tz, tasks)
     from jobctl.kinds.aps3 import Job, job_summary
 
     return [job_summary(Job(*row), at, tz) for row in rows]
 
 
-def summaries(rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST) -> Iterator[dict[str, Any]]:
-    """`render.job_summary` of every row, in order: the first `serial_first` here, the rest on
-    all cores (where the platform can fork)."""
+def summaries(rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST, tasks: dict | None = None) -> Iterator[dict[str, Any]]:
+    """The summary of every row (`list -o json`'s fields), in order: the first `serial_first`
+    here, the rest on all cores (where the platform can fork). `tasks` for APScheduler 4
+    schedules: their store's tasks by id."""
     rows = iter(rows)
-    yield from _summaries(list(itertools.islice(rows, serial_first)), at, tz)
+    yield from _summaries(list(itertools.islice(rows, serial_first)), at, tz, tasks)
     workers = min(os.cpu_count() or 1, 8)
     context = _fork_context()
     if workers < 2 or context is None:
         for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
-            yield from _summaries(chunk, at, tz)
+            yield from _summaries(chunk, at, tz, tasks)
         return
     first = list(itertools.islice(rows, CHUNK))
     if not first:
         return
     with context.Pool(workers) as pool:
-        pending: deque = deque([pool.apply_async(_summaries, (first, at, tz))])
+        pending: deque = deque([pool.apply_async(_summaries, (first, at, tz, tasks))])
         for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
-            pending.append(pool.apply_async(_summaries, (chunk, at, tz)))
+            pending.append(pool.apply_async(_summaries, (chunk, at, tz, tasks)))
             if len(pending) >= workers * IN_FLIGHT:
                 yield from pending.popleft().get()
         while pending:

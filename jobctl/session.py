@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from jobctl.backends import Backend, Record, Stats, Target, open_backend
-from jobctl.errors import ChangeRefused, Conflict, LockTimeout, NoSuchJob, UsageError
+from jobctl.errors import Busy, ChangeRefused, Conflict, LockTimeout, NoSuchJob, UsageError
 
 LOCK_TIMEOUT = 10  # seconds to wait for another transaction's lock (JOBCTL_LOCK_TIMEOUT)
 ANSWER_TIMEOUT = 10  # seconds a server may stay silent in one step, beyond its lock wait (JOBCTL_TIMEOUT)
@@ -254,15 +254,31 @@ class Session:
 
         return self._until_written(attempt, "the store kept changing while jobctl tried to import; nothing was imported")
 
+    def enqueue(self, record_id: str, make: Callable[[Record], dict], dry_run: bool = False) -> dict:
+        """Add a job for the record (an APScheduler 4 schedule) while it is still as read:
+        `make(record)` gives the job's fields; returns them."""
+
+        def attempt() -> dict | None:
+            record = self.get(record_id)
+            job = make(record)
+            if dry_run or self.backend.enqueue(record, job):  # type: ignore[attr-defined]
+                return job
+            return None
+
+        return self._until_written(attempt, f"schedule {record_id!r} kept changing while jobctl tried to run it; nothing was queued")
+
     def _until_written(self, attempt: Callable[[], T | None], refusal: str) -> T:
         """The one retry loop: run `attempt` (read, then one conditional write) until it
         returns a result. None means a record changed between its read and its write, and a
         Conflict that the database undid the step to break a deadlock: either way nothing was
         written, so read again and retry, within the lock deadline; then refuse."""
         deadline = time.monotonic() + self.lock_seconds
+        busy: Busy | None = None
         for number in range(MAX_ATTEMPTS):
             try:
                 result = attempt()
+            except Busy as exc:  # held by another process: wait for it, and say so if it lasts
+                result, busy = None, exc
             except Conflict:
                 result = None
             if result is not None:
@@ -270,7 +286,7 @@ class Session:
             if time.monotonic() >= deadline:
                 break
             _back_off(number)
-        raise ChangeRefused(refusal)
+        raise ChangeRefused(str(busy) if busy is not None else refusal)
 
     def undo_create(self) -> None:
         self.backend.undo_create()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-from jobctl.backends.base import Backend, Page, Record, Stats, Target
+from jobctl.backends.base import Backend, Page, Record, Row, Stats, Target
 from jobctl.errors import UsageError
 
 # URL scheme (the part before "://", less any "+driver") -> "module:Class"
@@ -23,15 +23,20 @@ BACKENDS = {
 }
 # any other scheme is handed to SQLAlchemy, which knows more databases than these
 FALLBACK = "jobctl.backends.sql_aps3:SqlJobTable"
+# a SQL database may hold another kind of store than APScheduler 3's job table
+KINDS = {"aps4": "jobctl.backends.sql_aps4:SqlScheduleTables"}
 
 
 def scheme_of(url: str) -> str:
     return url.split(":", 1)[0].split("+", 1)[0].strip().lower()
 
 
-def backend_class(url: str) -> type[Backend]:
+def backend_class(url: str, kind: str | None = None) -> type[Backend]:
     """The class that opens stores at this URL (its module imported, nothing connected)."""
-    module_name, _, class_name = BACKENDS.get(scheme_of(url), FALLBACK).partition(":")
+    entry = BACKENDS.get(scheme_of(url), FALLBACK)
+    if kind in KINDS and not is_redis(url):
+        entry = KINDS[kind]
+    module_name, _, class_name = entry.partition(":")
     backend_class: type[Backend] = getattr(importlib.import_module(module_name), class_name)
     return backend_class
 
@@ -45,8 +50,13 @@ def open_backend(target: Target, write: bool, create: bool, lock_seconds: int, a
     nothing is made; `create` is for `import --create-table` alone."""
     if not target.url:
         raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
-    backend: Backend = backend_class(target.url)(target, write=write, create=create, lock_seconds=lock_seconds, answer_seconds=answer_seconds)
+    from jobctl.backends.sql_aps3 import OtherKind
+
+    try:
+        backend: Backend = backend_class(target.url, target.kind)(target, write=write, create=create, lock_seconds=lock_seconds, answer_seconds=answer_seconds)
+    except OtherKind as found:  # the database holds APScheduler 4's tables, and no job table
+        backend = backend_class(target.url, found.kind)(target, write=write, create=create, lock_seconds=lock_seconds, answer_seconds=answer_seconds)
     return backend
 
 
-__all__ = ["BACKENDS", "Backend", "Page", "Record", "Stats", "Target", "backend_class", "is_redis", "open_backend"]
+__all__ = ["BACKENDS", "Backend", "Page", "Record", "Row", "Stats", "Target", "backend_class", "is_redis", "open_backend"]

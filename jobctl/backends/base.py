@@ -41,7 +41,17 @@ class Record(NamedTuple):
 
     id: str
     due: float | None
-    data: bytes | str | int | float | None
+    data: bytes | str | int | float | Row | None
+
+
+@dataclass(frozen=True, eq=False)
+class Row:
+    """A record stored as a row of many columns (APScheduler 4's `schedules`): `raw`, every
+    column as the driver gave it, which writes compare; `fields`, the same values in one form
+    on every database (times as aware datetimes, intervals as timedeltas, flags as bools)."""
+
+    fields: dict
+    raw: dict
 
 
 class Page(NamedTuple):
@@ -60,6 +70,11 @@ class Target:
     schema: str | None = None
     jobs_key: str = "apscheduler.jobs"
     run_times_key: str = "apscheduler.run_times"
+    # which kind of store a database holds: "aps3" (a job table), "aps4" (APScheduler 4's
+    # tables), None to find out (and refuse to guess when it holds both)
+    kind: str | None = None
+    notify: bool = True  # APScheduler 4: tell running schedulers of a change (NOTIFY)
+    channel: str = "apscheduler"  # ... on the event broker's channel
 
 
 @dataclass

@@ -120,17 +120,22 @@ class SqlJobTable(Backend):
         try:
             with self._bounded(), self.engine.begin() as connection:
                 inspector = inspect(connection)
-                if not inspector.has_table(name, schema=schema):
+                names = set(inspector.get_table_names(schema=schema))
+                # one look at the table names says which kind of store this is; asked for
+                # APScheduler 3 by name (--kind aps3), only its table counts
+                aps4 = self.target.kind is None and {"schedules", "tasks", "metadata"} <= names
+                if aps4 and name in names:
+                    raise UsageError(
+                        f"{self.location} holds both an APScheduler 3 job table ({where}) and APScheduler 4's "
+                        "tables: pass --kind aps3 or --kind aps4 to say which to use"
+                    )
+                if aps4:
+                    raise OtherKind("aps4")
+                if name not in names and not inspector.has_table(name, schema=schema):
                     if self.create:
                         table.create(connection)
                         self.created = True
                         return table
-                    if all(inspector.has_table(t, schema=schema) for t in ("schedules", "tasks", "metadata")):
-                        raise MissingStore(
-                            f"no table {where!r} in {self.location}, which holds APScheduler 4's tables "
-                            "(schedules, tasks, metadata): this jobctl reads APScheduler 3 job stores only",
-                            self.name,
-                        )
                     raise MissingStore(
                         f"no table {where!r} in {self.location}: not an APScheduler job store "
                         "(use --table / --schema if the application named it differently)",
@@ -404,6 +409,14 @@ def _is_timeout(error: Any) -> bool:
     """A driver's own read or connect timeout (PyMySQL: 2013 Lost connection ... timed out)."""
     text = str(error).lower()
     return "timed out" in text or "timeout expired" in text
+
+
+class OtherKind(Exception):
+    """The database holds another kind of store (`kind`): the registry opens that instead."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
 
 
 class _Rollback(Exception):

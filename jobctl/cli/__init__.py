@@ -17,7 +17,8 @@ from jobctl import __version__
 from jobctl.errors import ChangeRefused, JobctlError, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
-STATES = ["scheduled", "paused", "overdue", "mismatched", "unreadable"]
+STATES = ["scheduled", "paused", "overdue", "mismatched", "finished", "unreadable"]
+KINDS = ["aps3", "aps4"]
 _SETTINGS = "jobctl.settings"
 
 
@@ -28,9 +29,12 @@ class Settings:
     schema: str | None = None
     jobs_key: str = "apscheduler.jobs"
     run_times_key: str = "apscheduler.run_times"
+    kind: str | None = None
+    channel: str = "apscheduler"
     output: str = "table"
     tz: str | None = None
     store: str | None = None
+    no_notify: bool = False  # APScheduler 4: do not tell running schedulers of a change
     sources: dict[str, str] = field(default_factory=dict)  # option, environment or default
 
 
@@ -50,7 +54,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def connection_options(top_level: bool):
-    """--store, --url, --table, --schema, --jobs-key, --run-times-key, -o, --tz: accepted before and after the command name,
+    """--store, --url, --table, --schema, --jobs-key, --run-times-key, --kind, --channel, -o, --tz: accepted before and after the command name,
     meaning the same in either place (`reschedule` names its new trigger's zone --zone)."""
 
     def option(*names: str, envvar: str, default: Any = None, **kwargs: Any):
@@ -72,6 +76,8 @@ def connection_options(top_level: bool):
         option("--schema", envvar="JOBCTL_SCHEMA", metavar="NAME", help="SQL: database schema holding the table."),
         option("--jobs-key", envvar="JOBCTL_JOBS_KEY", default="apscheduler.jobs", metavar="KEY", help="Redis: the jobs hash (default apscheduler.jobs)."),
         option("--run-times-key", envvar="JOBCTL_RUN_TIMES_KEY", default="apscheduler.run_times", metavar="KEY", help="Redis: the run times sorted set (default apscheduler.run_times)."),
+        option("--kind", envvar="JOBCTL_KIND", type=click.Choice(KINDS), help="SQL: which store a database holding both reads: aps3 (the job table) or aps4 (APScheduler 4's tables). Found by itself otherwise."),
+        option("--channel", envvar="JOBCTL_CHANNEL", default="apscheduler", metavar="NAME", help="APScheduler 4 on PostgreSQL: the event broker's channel a change is announced on (default apscheduler)."),
         option("-o", "--output", envvar="JOBCTL_OUTPUT", default="table", type=click.Choice(OUTPUTS, case_sensitive=False), help="Output format (default table)."),
         option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."),
     ]
@@ -113,12 +119,15 @@ def target():
     check_url(values["url"])
     # an option that names nothing in this kind of store is a mistake worth one line
     redis = is_redis(values["url"])
-    for key in ("jobs_key", "run_times_key") if not redis else ("table", "schema"):
+    for key in ("jobs_key", "run_times_key") if not redis else ("table", "schema", "kind"):
         if r.sources.get(key) == "option":
             what = "a Redis store" if redis else "a SQL store"
             instead = "--jobs-key and --run-times-key name its keys" if redis else "--table and --schema name its table"
             raise UsageError(f"--{key.replace('_', '-')} does not apply to {what}: {instead}")
-    return Target(values["url"], values["table"], values["schema"], values["jobs_key"], values["run_times_key"])
+    return Target(
+        values["url"], values["table"], values["schema"], values["jobs_key"], values["run_times_key"],
+        kind=values.get("kind"), notify=not settings().no_notify, channel=values.get("channel") or "apscheduler",
+    )
 
 
 def check_url(url: str) -> None:
@@ -243,7 +252,7 @@ def complete_job_ids(ctx: click.Context, param: click.Parameter, incomplete: str
 def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
     s = settings()
     for n, word in enumerate(words):
-        for key in ("url", "store", "table", "schema", "jobs_key", "run_times_key"):
+        for key in ("url", "store", "table", "schema", "jobs_key", "run_times_key", "kind"):
             flag = f"--{key.replace('_', '-')}"
             if word == flag and n + 1 < len(words):
                 value = words[n + 1]
@@ -253,7 +262,7 @@ def _job_ids_for(words: list[str], incomplete: str) -> list[str]:
                 continue
             setattr(s, key, value)
             s.sources[key] = "option"
-    for key in ("url", "store", "table", "schema", "jobs_key", "run_times_key"):
+    for key in ("url", "store", "table", "schema", "jobs_key", "run_times_key", "kind"):
         variable = f"JOBCTL_{key.upper()}"
         if key not in s.sources and os.environ.get(variable):
             setattr(s, key, os.environ[variable])
@@ -439,10 +448,83 @@ def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: boo
         click.echo(f"jobctl: warning: {render.printable(problem)}", err=True)
 
 
+def _rows_out(rows: list[dict[str, Any]], columns: list[tuple[str, str]], no_headers: bool, empty: str) -> None:
+    from jobctl.cli import render
+
+    emit(
+        rows,
+        [key for _, key in columns],
+        lambda row: "\t".join(render.printable(str(row.get(key))) for _, key in columns),
+        lambda table: render.rows_table(table, columns, headers=not no_headers),
+        no_headers,
+        empty,
+    )
+
+
+@cli.command("jobs")
+@no_headers_option
+@connection_options(top_level=False)
+def queued_jobs(no_headers: bool) -> None:
+    """APScheduler 4: the job queue, oldest first: pending jobs, and those a scheduler holds
+    (by whom, until when), and how late each is against its start deadline."""
+    from jobctl import commands
+
+    rows = commands.queued_jobs(target(), tz=display_zone())
+    columns = [("JOB", "id"), ("TASK", "task_id"), ("SCHEDULE", "schedule_id"), ("STATE", "state"), ("FIRE TIME", "scheduled_fire_time"),
+               ("DEADLINE", "start_deadline"), ("HELD BY", "acquired_by"), ("UNTIL", "acquired_until")]  # fmt: skip
+    _rows_out(rows, columns, no_headers, "no jobs queued")
+
+
+@cli.command("tasks")
+@no_headers_option
+@connection_options(top_level=False)
+def task_list(no_headers: bool) -> None:
+    """APScheduler 4: the tasks, their running jobs against each one's limit, and jobs queued."""
+    from jobctl import commands
+
+    rows = commands.tasks(target())
+    columns = [("TASK", "id"), ("FUNC", "func"), ("RUNNING", "running_jobs"), ("MAX", "max_running_jobs"), ("QUEUED", "queued_jobs"), ("EXECUTOR", "executor")]
+    _rows_out(rows, columns, no_headers, "no tasks")
+
+
+@cli.command("history")
+@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME", help="Only results with this outcome (success, error, missed_start_deadline, ...; repeatable).")
+@click.option("--since", metavar="DURATION", help="Only results that finished in the last DURATION: 1h, 7d.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many results, newest first.")
+@no_headers_option
+@connection_options(top_level=False)
+def history(outcomes: tuple[str, ...], since: str | None, limit: int, no_headers: bool) -> None:
+    """APScheduler 4: the job results the store keeps, newest first (outcome, started,
+    finished, duration, the exception in brief). APScheduler 4 keeps a result only for jobs
+    given a result expiration time, and only until it expires."""
+    import datetime as dt
+
+    from jobctl import commands
+    from jobctl.schedule.parse import parse_duration
+
+    start = dt.datetime.now(dt.timezone.utc) - parse_duration(since) if since else None
+    result = commands.history(target(), outcomes, start, limit, tz=display_zone())
+    columns = [("JOB", "job_id"), ("OUTCOME", "outcome"), ("STARTED", "started_at"), ("FINISHED", "finished_at"), ("DURATION", "duration"), ("ERROR", "error")]
+    _rows_out(result.runs, columns, no_headers, "no job results")
+    if result.note and not result.runs:
+        click.echo(f"jobctl: note: {result.note}", err=True)
+
+
 # --- changing ------------------------------------------------------------------------------
 
 dry_run_option = click.option("--dry-run", "-n", is_flag=True, help="Print what would change and change nothing.")
 
+
+def _no_notify(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+    if value:
+        settings().no_notify = True
+    return value
+
+
+no_notify_option = click.option(
+    "--no-notify", is_flag=True, expose_value=False, callback=_no_notify,
+    help="APScheduler 4 on PostgreSQL: do not announce the change to running schedulers (they see it at their next wake-up).",
+)
 
 def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> None:
     """Run one change per job, each its own compare-and-swap; report each; fail if any failed."""
@@ -463,6 +545,7 @@ def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> Non
 @cli.command()
 @click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
 @dry_run_option
+@no_notify_option
 @connection_options(top_level=False)
 def pause(patterns: tuple[str, ...], dry_run: bool) -> None:
     """Pause jobs: they stay in the store but do not run (next run time becomes none)."""
@@ -480,26 +563,34 @@ accept_removal_option = click.option(
 @cli.command()
 @click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
 @accept_removal_option
+@click.option("--from-now", is_flag=True, help="APScheduler 4: skip the fire times missed while paused (unpause_schedule(resume_from='now')); by default the stored next fire time stays and a past one runs at once.")
 @dry_run_option
+@no_notify_option
 @connection_options(top_level=False)
-def resume(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> None:
+def resume(patterns: tuple[str, ...], accept_removal: bool, from_now: bool, dry_run: bool) -> None:
     """Resume paused jobs: their next run is the trigger's next fire time from now.
 
     A one-off job whose time has passed by more than its misfire grace is refused: a running
     scheduler would count the run as missed and remove the job (--accept-removal goes ahead).
+    APScheduler 4 schedules resume as unpause_schedule() does: the stored next fire time
+    stays (a past one fires at once), or with --from-now the first one from now.
     """
     from jobctl.kinds import aps3_changes as changes
 
-    _apply_to_each(patterns, changes.Resume(accept_removal=accept_removal), dry_run)
+    _apply_to_each(patterns, changes.Resume(accept_removal=accept_removal, from_now=from_now), dry_run)
 
 
 @cli.command("run")
 @click.argument("patterns", nargs=-1, required=True, metavar="JOB_ID...", shell_complete=complete_job_ids)
 @accept_removal_option
 @dry_run_option
+@no_notify_option
 @connection_options(top_level=False)
 def run_now(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> None:
     """Make jobs due now: a running scheduler runs them when it next wakes.
+
+    On APScheduler 4 a job is queued for the schedule's task with the schedule's own args,
+    and on PostgreSQL running schedulers are told at once (the schedule is left as it is).
 
     A job whose trigger fires no more after this run (a one-off date, a cron past its end
     date) is refused: APScheduler removes it after the run (--accept-removal goes ahead).
@@ -516,6 +607,7 @@ def run_now(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> N
 @click.option("--at", "at_time", metavar="DATETIME", help="Run once at an ISO 8601 time (without an offset, in the new trigger's zone): 2026-11-25T14:58.")
 @click.option("--zone", metavar="ZONE", help="Time zone of the new trigger (default: the job's own). --tz is the zone times are shown in, as everywhere.")
 @dry_run_option
+@no_notify_option
 @connection_options(top_level=False)
 def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str | None, zone: str | None, dry_run: bool) -> None:
     """Replace a job's trigger; its next run becomes the new trigger's next fire time.
@@ -537,6 +629,7 @@ def reschedule(job_id: str, cron: str | None, interval: str | None, at_time: str
 @click.argument("patterns", nargs=-1, required=True, metavar="PATTERN...", shell_complete=complete_job_ids)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @dry_run_option
+@no_notify_option
 @connection_options(top_level=False)
 def remove(patterns: tuple[str, ...], yes: bool, dry_run: bool) -> None:
     """Remove jobs from the store for good (asks first on a terminal; --yes skips that)."""

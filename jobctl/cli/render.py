@@ -194,7 +194,9 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
         ("schedule", detail["trigger"]),
         ("trigger", detail["trigger_type"]),
     ]
-    lines += [(f"  {k}", v) for k, v in detail["trigger_fields"].items()]
+    lines += [(f"  {k}", v) for k, v in detail.get("trigger_fields", {}).items()]
+    if "task_id" in detail:  # APScheduler 4
+        lines.append(("task", detail["task_id"]))
     lines += [
         ("time zone", detail["timezone"] or "-"),
         ("next run", f"{format_time(_parse(when), tz)} ({detail['next_run_in']})" if when else "- (paused)"),
@@ -211,10 +213,26 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
         ("executor", detail["executor"]),
         ("misfire grace", f"{detail['misfire_grace_time']} s" if detail["misfire_grace_time"] is not None else "none (always run late)"),
         ("coalesce", detail["coalesce"]),
-        ("max instances", detail["max_instances"]),
-        ("pickle protocol", detail["pickle_protocol"]),
     ]
+    if "task_id" in detail:  # APScheduler 4
+        lines += [
+            ("max jitter", f"{detail['max_jitter']} s" if detail["max_jitter"] is not None else "none"),
+            ("last fire time", detail["last_fire_time"] or "-"),
+            ("lease", f"{detail['acquired_by']} until {detail['acquired_until']}" if detail["acquired_by"] else "none"),
+            ("result kept", f"{detail['job_result_expiration_time']} s" if detail["job_result_expiration_time"] else "no (expiration time 0)"),
+            ("serializer", detail["serializer"]),
+        ]
+    else:
+        lines += [("max instances", detail["max_instances"]), ("pickle protocol", detail["pickle_protocol"])]
     return _aligned(lines)
+
+
+def rows_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]], headers: bool = True) -> str:
+    """Rows as a plain table of the given (HEADER, field) columns, every cell escaped."""
+    from tabulate import tabulate
+
+    table = [["-" if r.get(key) is None else printable(str(r.get(key))) for _, key in columns] for r in rows]
+    return tabulate(table, headers=[h for h, _ in columns] if headers else (), tablefmt="plain", disable_numparse=True)
 
 
 def _aligned(lines: list[tuple[str, Any]]) -> str:

@@ -95,6 +95,7 @@ class Pause(Change):
 @dataclass
 class Resume(Change):
     accept_removal: bool = False  # resume even when APScheduler will then remove the job
+    from_now: bool = False  # APScheduler 4: resume_from="now" (APScheduler 3 always resumes so)
     verb = "resume"
     past = "resumed"
 
