@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+NOTICES: list[str] = []  # warnings for the operator met while working; the CLI prints them
+
+
+def notice(text: str) -> None:
+    """A one-line warning the command line prints on stderr once the command is done (a store
+    jobctl only reads, say): the layers below the CLI print nothing themselves."""
+    if text not in NOTICES:
+        NOTICES.append(text)
+
 
 class JobctlError(Exception):
     """An operation failed: exit code 1 (no such job, unreachable store, refused change)."""

@@ -23,7 +23,7 @@ from typing import Any
 
 from jobctl.backends.base import Page, Record, Row, Stats
 from jobctl.backends.sql_aps3 import SqlJobTable, _chunks, _first_line, _Rollback
-from jobctl.errors import ChangeRefused, MissingStore, StoreError
+from jobctl.errors import ChangeRefused, MissingStore, StoreError, notice
 
 SCHEMA_VERSION = 1  # the version of APScheduler 4's tables jobctl reads and writes
 TABLES = ("metadata", "tasks", "schedules", "jobs", "job_results")
@@ -87,6 +87,7 @@ class SqlScheduleTables(SqlJobTable):
                 f"{where} holds APScheduler 4 tables of schema version {shown}; jobctl knows version "
                 f"{SCHEMA_VERSION} only, so it reads them and changes nothing"
             )
+            notice(self.read_only)
         return schedules
 
     @property

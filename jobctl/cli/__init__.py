@@ -904,12 +904,24 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for a traceback)", 1)
+    _notices()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _notices() -> None:
+    """The warnings the layers below met (jobctl.errors.notice), each once, on stderr."""
+    from jobctl.cli.render import printable
+    from jobctl.errors import NOTICES
+
+    for text in NOTICES:
+        click.echo(f"jobctl: warning: {printable(text)}", err=True)
+    NOTICES.clear()
 
 
 def _fail(message: str, code: int) -> None:
     """One line on stderr, whatever the message holds (ids, a driver's text), and the exit code."""
     from jobctl.cli.render import printable
 
+    _notices()
     click.echo(f"jobctl: error: {printable(message)}", err=True)
     sys.exit(code)

@@ -347,7 +347,7 @@ def _new_trigger(change: Any, schedule: Schedule, at: dt.datetime) -> tuple[Any,
     if change.cron:
         return aps4.cron_trigger(change.cron, zone, at)
     if change.interval:
-        return aps4.interval_trigger(parse_duration(change.interval), zone, at)
+        return aps4.interval_trigger(parse_duration(change.interval), at, zone)
     when = parse_time(str(change.at), zone)
     if when < at:
         raise ChangeRefused(f"{change.at} is in the past; use 'jobctl run {schedule.id}' to run it now")
@@ -473,7 +473,7 @@ def job_view(row: Row, at: dt.datetime, tz: dt.tzinfo, tasks: dict[str, Any]) ->
     task = tasks.get(f.get("task_id") or "")
     created = f.get("created_at")
     return {
-        "id": str(f.get("id")),
+        "id": _uuid_text(f.get("id")),
         "task_id": f.get("task_id"),
         "func": task.get("func") if task else None,
         "schedule_id": f.get("schedule_id"),
@@ -494,6 +494,15 @@ def queued_by_task(jobs: Iterable[Row]) -> dict[str, int]:
         task_id = str(job.fields.get("task_id"))
         waiting[task_id] = waiting.get(task_id, 0) + 1
     return waiting
+
+
+def _uuid_text(value: Any) -> str:
+    """A job id as APScheduler 4 shows it (a UUID with dashes), whichever way the database
+    keeps it (PostgreSQL's and MariaDB's uuid types, 32 hex characters elsewhere)."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
 
 
 def task_view(row: Row, queued: int) -> dict[str, Any]:
@@ -523,7 +532,7 @@ def result_view(row: Row, tz: dt.tzinfo, jobs: dict[str, Any] | None = None) -> 
         except UnreadableState as exc:
             error = f"unreadable: {exc}"
     return {
-        "job_id": str(f.get("job_id")),
+        "job_id": _uuid_text(f.get("job_id")),
         "outcome": f.get("outcome"),
         "started_at": format_iso(started, tz) if isinstance(started, dt.datetime) else None,
         "finished_at": format_iso(finished, tz) if isinstance(finished, dt.datetime) else None,
@@ -554,7 +563,7 @@ def queue_problems(backend: Any, at: dt.datetime, grace: dt.timedelta) -> Queue:
         for row in backend.held(table):
             until = row.fields.get("acquired_until")
             if isinstance(until, dt.datetime) and until < at - grace:
-                holders.append({"what": what, "id": str(row.fields["id"]), "acquired_by": row.fields.get("acquired_by"), "acquired_until": until.isoformat()})
+                holders.append({"what": what, "id": row.fields["id"] if what == "schedule" else _uuid_text(row.fields["id"]), "acquired_by": row.fields.get("acquired_by"), "acquired_until": until.isoformat()})
     jobs = read_all(backend, "jobs")
     missed = [j for j in jobs if isinstance(j.fields.get("start_deadline"), dt.datetime) and j.fields["start_deadline"] < at - grace and not j.fields.get("acquired_by")]
     waiting = queued_by_task(jobs)
