@@ -21,6 +21,7 @@
     url = "postgresql://scheduler@db.internal/app"
     kind = "aps4"                          # APScheduler 4's tables (found by itself unless the
     channel = "apscheduler"                # database holds both); its event broker's channel
+    broker_url = "redis://cache.internal:6379/0"   # its Redis event broker, if not PostgreSQL's
 
 Precedence: command-line option > environment variable > config file > default, except that
 a store named with --store or JOBCTL_STORE beats JOBCTL_URL/TABLE/SCHEMA in the environment.
@@ -36,7 +37,7 @@ from typing import Any
 
 from jobctl.errors import UsageError
 
-FIELDS = ("url", "table", "schema", "jobs_key", "run_times_key", "kind", "channel")
+FIELDS = ("url", "table", "schema", "jobs_key", "run_times_key", "kind", "channel", "broker_url")
 
 
 def config_path() -> Path:

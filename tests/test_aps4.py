@@ -315,3 +315,30 @@ def test_run_wakes_a_live_scheduler_and_pause_stops_it(tmp_path, aps4_schema, br
     finally:
         events, output = stop_scheduler4(scheduler)
     assert "Traceback" not in output, output
+
+
+def test_run_wakes_a_scheduler_on_a_redis_event_broker(tmp_path):
+    """A SQLite store whose schedulers share a Redis event broker: `--broker-url` publishes
+    JobAdded there once the change commits, and the scheduler runs the job at once."""
+    aps4_python()
+    redis_url = server_url("JOBCTL_TEST_REDIS_URL")
+    marker_dir = tmp_path / "markers"
+    marker_dir.mkdir()
+    store = Store(f"sqlite:///{tmp_path / 'redis-broker.sqlite'}")
+    write_store4(store.url, "--schedules-only", "--marker", str(marker_dir))
+    for other in [r for r in listing(store) if r != "marker_hourly"]:
+        assert store.jobctl("remove", "-y", other).returncode == 0
+    scheduler = start_scheduler4(store.url, "--broker", "redis", "--broker-url", redis_url)
+    try:
+        marker = marker_dir / "marker_hourly"
+        started = time.monotonic()
+        result = store.jobctl("run", "marker_hourly", "--broker-url", redis_url)
+        assert result.returncode == 0 and "not told" not in result.stdout + result.stderr, result.stderr
+        while not marker.exists() and time.monotonic() - started < 20:
+            time.sleep(0.05)
+        assert marker.exists(), f"the job did not run within 20 s: {scheduler4_events(scheduler)}"
+        print(f"jobctl run -> task ran after {time.monotonic() - started:.2f} s (Redis broker)")
+    finally:
+        events, output = stop_scheduler4(scheduler)
+    assert "Traceback" not in output, output
+    assert any(e["event"] == "JobAdded" and e.get("schedule_id") == "marker_hourly" for e in events)

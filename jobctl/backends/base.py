@@ -75,6 +75,7 @@ class Target:
     kind: str | None = None
     notify: bool = True  # APScheduler 4: tell running schedulers of a change (NOTIFY)
     channel: str = "apscheduler"  # ... on the event broker's channel
+    broker_url: str | None = None  # APScheduler 4 with a Redis event broker: publish there
 
 
 @dataclass

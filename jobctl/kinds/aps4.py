@@ -431,8 +431,8 @@ def _told(session: Any, dry_run: bool, queued: bool = True) -> str:
         return "\n  note: running schedulers were not told (--no-notify); they see this when something else wakes them"
     if backend.name != "postgresql" and queued:
         return (
-            "\n  note: running schedulers were not told (jobctl announces changes through PostgreSQL's NOTIFY only): "
-            "the job runs when a scheduler next looks at its queue"
+            "\n  note: running schedulers were not told (jobctl announces changes by NOTIFY on PostgreSQL, or to a "
+            "Redis event broker named with --broker-url): the job runs when a scheduler next looks at its queue"
         )
     return ""
 
