@@ -342,3 +342,24 @@ def test_run_wakes_a_scheduler_on_a_redis_event_broker(tmp_path):
         events, output = stop_scheduler4(scheduler)
     assert "Traceback" not in output, output
     assert any(e["event"] == "JobAdded" and e.get("schedule_id") == "marker_hourly" for e in events)
+
+
+def test_fire_times_and_a_reschedule_agree_with_apscheduler_4(store):
+    """`show`'s upcoming times for every schedule are what APScheduler 4's own trigger gives
+    from the stored state; a rescheduled trigger too, once APScheduler 4 loads it."""
+    assert store.jobctl("reschedule", "daily_reports", "--cron", "30 6 * * 0", "--zone", "Europe/Paris").returncode == 0
+    assert store.jobctl("reschedule", "inventory_sync", "--interval", "90m").returncode == 0
+    loaded = aps4_load(store.url, *(["--schema", store.schema] if store.schema else []), "--fire-times", "6")["by_id"]
+    for schedule_id, schedule in loaded.items():
+        shown = json.loads(store.jobctl("show", schedule_id, "--count", "6", "-o", "json").stdout)
+        assert not any(t and t.startswith("error") for t in schedule["fire_times"]), schedule
+        theirs = [dt.datetime.fromisoformat(t) for t in schedule["fire_times"] if t is not None]
+        ours = [dt.datetime.fromisoformat(t) for t in shown["upcoming"]]
+        if schedule["paused"]:
+            assert ours == []
+            continue
+        assert ours == theirs, schedule_id
+    assert loaded["daily_reports"]["trigger_class"].endswith("CronTrigger")
+    assert dt.datetime.fromisoformat(loaded["daily_reports"]["next_fire_time"]).weekday() == 6  # crontab's 0: Sunday
+    words = json.loads(store.jobctl("show", "daily_reports", "-o", "json").stdout)["trigger"]
+    assert words == "Sunday at 06:30 Europe/Paris"
