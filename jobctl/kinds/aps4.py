@@ -19,7 +19,7 @@ from typing import Any
 from jobctl import codec
 from jobctl.backends.base import Record, Row
 from jobctl.codec.display import printable, safe_repr
-from jobctl.errors import Busy, ChangeRefused, UnreadableState
+from jobctl.errors import Busy, ChangeRefused, UnreadableState, notice
 from jobctl.times import format_iso, format_time, relative
 
 LATE_AFTER = dt.timedelta(minutes=1)  # a running scheduler picks due schedules up within seconds
@@ -45,6 +45,7 @@ def decode_value(data: Any, what: str) -> Any:
         raise UnreadableState(f"its {what} is {type(data).__name__}, not serialized bytes")
     kind = _serializer(data)
     if kind != "pickle":
+        notice(f"this store's schedules are written by APScheduler 4's {kind.upper()} serializer, which jobctl does not read (pickle only): they are listed as unreadable and never changed")
         raise UnreadableState(f"its {what} was written by APScheduler 4's {kind.upper()} serializer, which jobctl does not read (pickle only)")
     return codec.decode(data)
 
