@@ -247,6 +247,18 @@ def test_pause_and_resume_write_what_apscheduler_4_writes(tmp_path):
     assert jobctl("--url", f"sqlite:///{ours}", "resume", "daily_reports").returncode == 0
     aps4_op(f"sqlite:///{theirs}", "unpause", "daily_reports")
     assert row(ours, "daily_reports") == row(theirs, "daily_reports")
+    # resumed from now: late_sync (every 5 minutes, due an hour ago) skips what it missed, and
+    # its advanced trigger is stored. APScheduler 4 is given a resume_from a second before the
+    # time jobctl chose, which lies in the same 5-minute step as jobctl's own "now"
+    for path in (ours, theirs):
+        assert jobctl("--url", f"sqlite:///{path}", "pause", "late_sync").returncode == 0
+    resumed = jobctl("--url", f"sqlite:///{ours}", "resume", "late_sync", "--from-now")
+    assert resumed.returncode == 0, resumed.stderr
+    shown = json.loads(jobctl("--url", f"sqlite:///{ours}", "show", "late_sync", "-o", "json").stdout)
+    when = dt.datetime.fromisoformat(shown["next_run_time"])
+    assert dt.datetime.now(dt.timezone.utc) <= when
+    aps4_op(f"sqlite:///{theirs}", "unpause", "late_sync", "--resume-from", (when - dt.timedelta(seconds=1)).isoformat())
+    assert row(ours, "late_sync") == row(theirs, "late_sync")
 
 
 def test_a_live_lease_is_not_changed_under_its_scheduler(store):
