@@ -118,10 +118,10 @@ def upcoming(
         from jobctl.kinds import aps4
 
         schedules = (aps4.Schedule(*r) for r in session.scan(patterns, paused=False))
-        every_run = aps4.upcoming_runs(schedules, at, at + within, result.problems)
+        every_run = iter(aps4.upcoming_runs(schedules, at, at + within, result.problems))
     else:
         jobs = (Job(*r) for r in session.scan(patterns, paused=False))
-        every_run = upcoming_runs(jobs, at, at + within, result.problems)
+        every_run = iter(upcoming_runs(jobs, at, at + within, result.problems))
 
     def runs() -> Iterator[dict[str, Any]]:
         for when, job in itertools.islice(every_run, limit):
@@ -204,6 +204,8 @@ def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None 
     backend = session.backend
     source = {"dialect": backend.name, **backend.names}
     result = Export(iter(()))
+    if backend.kind == "aps4":
+        return _export_aps4(session, patterns, at or _now(), tz, source, result)
 
     def jobs() -> Iterator[Job]:
         for record in session.scan(patterns, by_id=True):
@@ -218,11 +220,54 @@ def export(target: Target, patterns: Sequence[str] = (), at: dt.datetime | None 
     return result
 
 
+def _export_aps4(session: Any, patterns: Sequence[str], at: dt.datetime, tz: dt.tzinfo, source: dict[str, Any], result: Export) -> Export:
+    """An APScheduler 4 store's document: every schedule (or those the patterns name) and
+    their tasks (every task without patterns), each row exactly."""
+    from jobctl import transfer
+    from jobctl.backends.sql_aps4 import SCHEMA_VERSION
+
+    backend = session.backend
+    source["schema_version"] = SCHEMA_VERSION
+    tasks = _task_rows(backend)
+    readable = {row.fields["id"]: row.fields for row in tasks}
+    used: set[str] = set()
+
+    def schedules() -> Iterator[Any]:
+        for record in session.scan(patterns, by_id=True):
+            used.add(record.data.fields.get("task_id"))
+            yield record
+
+    def task_rows() -> Iterator[dict[str, Any]]:
+        return (row.raw for row in tasks if not patterns or row.fields["id"] in used)
+
+    result.lines = transfer.export_aps4_lines(schedules(), task_rows, backend.split, at, tz, source, readable)
+    return result
+
+
+def _task_rows(backend: Any) -> list[Any]:
+    """Every row of an APScheduler 4 store's tasks table (a handful), read in pages."""
+    rows: list[Any] = []
+    after = None
+    while True:
+        page = backend.rows("tasks", "id", after)
+        rows += page
+        if len(page) < 1000:
+            return rows
+        after = page[-1].raw["id"]
+
+
 @dataclass
 class Imported:
     count: int
     result: Import
     created: bool = False  # the table (and SQLite file) was made, or would be in a dry run
+    kind: str = "aps3"  # what the document held: "aps4", schedules (and tasks)
+    tasks_added: list[str] = field(default_factory=list)  # APScheduler 4: tasks the store lacked
+    # APScheduler 4: tasks the store had with other content: the store's kept, the export's not written
+    tasks_kept: list[str] = field(default_factory=list)
+
+
+MOVE_REFUSED = "jobctl does not move jobs between APScheduler 3 and 4 (their stores differ, and so do their triggers)"
 
 
 def import_(target: Target, text: str, replace: bool = False, create_table: bool = False, dry_run: bool = False) -> Imported:
@@ -231,8 +276,14 @@ def import_(target: Target, text: str, replace: bool = False, create_table: bool
     if the import then fails."""
     from jobctl import transfer
     from jobctl.backends import backend_class
+    from jobctl.errors import UsageError
 
-    records = transfer.read_document(text)
+    document = transfer.load(text)
+    if transfer.kind_of(document) == "aps4":
+        return _import_aps4(target, document, replace, create_table, dry_run)
+    if target.kind == "aps4":
+        raise UsageError(f"this export holds APScheduler 3 jobs and --kind aps4 names APScheduler 4's tables: {MOVE_REFUSED}")
+    records = transfer.records_of(document)
     # Redis keys exist once written: importing into a store with none is how one is filled
     made_by_writing = backend_class(target.url).made_by_writing
     create_table = create_table or made_by_writing
@@ -245,6 +296,8 @@ def import_(target: Target, text: str, replace: bool = False, create_table: bool
             raise
         transfer.check_ids(records, exc.dialect)
         return Imported(len(records), Import(added=[r.id for r in records]), created=True)
+    if session.backend.kind == "aps4":
+        raise UsageError(f"this export holds APScheduler 3 jobs and {session.backend.location} holds APScheduler 4's tables: {MOVE_REFUSED}")
     try:
         transfer.check_ids(records, session.backend.name)
         result = session.import_(records, replace, dry_run)
@@ -252,6 +305,78 @@ def import_(target: Target, text: str, replace: bool = False, create_table: bool
         session.undo_create()  # a failed import leaves no empty table behind
         raise
     return Imported(len(records), result, created=session.backend.created)
+
+
+def _import_aps4(target: Target, document: dict[str, Any], replace: bool, create_table: bool, dry_run: bool) -> Imported:
+    """Restore an APScheduler 4 document into APScheduler 4's tables: the schedules as records
+    (all or nothing, existing ids refused unless `replace`), and in the same transaction the
+    tasks the store lacks. A task the store has is never overwritten (the application
+    configures its tasks, and running_jobs counts its running jobs): one with other content is
+    kept, and named in `tasks_kept`."""
+    import binascii
+    import dataclasses
+
+    from jobctl import transfer
+    from jobctl.backends import is_redis
+    from jobctl.backends.base import Record, Row
+    from jobctl.backends.sql_aps4 import SCHEMA_VERSION
+    from jobctl.errors import UsageError
+
+    if is_redis(target.url) or target.kind == "aps3":
+        where = "a Redis store" if is_redis(target.url) else "--kind aps3"
+        raise UsageError(f"this export holds APScheduler 4 schedules and {where} is an APScheduler 3 store: {MOVE_REFUSED}")
+    if create_table:
+        raise UsageError("jobctl does not create APScheduler 4's tables: the application's data store creates them when it starts; start it once, then import without --create-table")
+    content = transfer.read_aps4(document)
+    if content.schema_version not in (None, SCHEMA_VERSION):
+        raise ChangeRefused(f"this export holds APScheduler 4 tables of schema version {content.schema_version}; jobctl knows version {SCHEMA_VERSION} only; nothing was imported")
+    try:
+        session = open_session(dataclasses.replace(target, kind="aps4"), write=not dry_run)
+    except MissingStore as exc:
+        try:
+            other = open_session(dataclasses.replace(target, kind="aps3"))
+        except JobctlError:
+            raise MissingStore(f"{exc}: APScheduler 4 creates its tables when the application starts; start it once, then import", exc.dialect) from None
+        raise UsageError(f"this export holds APScheduler 4 schedules and {other.backend.location} holds an APScheduler 3 job table: {MOVE_REFUSED}") from None
+    backend: Any = session.backend  # a SqlScheduleTables
+    postgresql = backend.name == "postgresql"
+
+    def converted(kind: str, key: str, row: dict[str, Any], texts: dict[str, str]) -> dict[str, Any]:
+        what = f"{kind} {key!r} of the export"
+        transfer.same_columns(row, backend.tables[f"{kind}s"].c.keys(), what)
+        try:
+            return transfer.stored_row(row, texts, postgresql, backend.split)
+        except (TypeError, ValueError, binascii.Error) as exc:
+            raise UsageError(f"{what} is malformed ({exc}); nothing was imported") from None
+
+    records = []
+    for key, row, texts in content.schedules:
+        raw = converted("schedule", key, row, texts)
+        fields = backend._fields(raw)
+        when = fields.get("next_fire_time")
+        due = None if fields.get("paused") or when is None else when.timestamp()
+        records.append(Record(key, due, Row(fields, raw)))
+    tasks = {key: converted("task", key, row, texts) for key, row, texts in content.tasks}
+    # what the store holds of these tasks now, in the document's form, to compare
+    stored: dict[str, dict[str, Any]] = {}
+    for chunk in [list(tasks)[i : i + 500] for i in range(0, len(tasks), 500)]:
+        for found in backend.rows("tasks", "id", where={"id": chunk}, size=len(chunk) + 1):
+            stored[found.raw["id"]] = transfer.portable_row(found.raw, backend.split, "task")[0]
+    exported = {key: row for key, row, _ in content.tasks}
+
+    def differs(key: str) -> bool:
+        ignore = {"running_jobs"}  # the store's own count of its running jobs
+        return {k: v for k, v in stored[key].items() if k not in ignore} != {k: v for k, v in exported[key].items() if k not in ignore}
+
+    # the source's running jobs do not move with it: a new task row counts none
+    backend.tasks_to_add = [{**raw, "running_jobs": 0} if "running_jobs" in raw else raw for raw in tasks.values()]
+    result = session.import_(records, replace, dry_run)
+    present = set(stored) if dry_run else set(backend.tasks_present)
+    return Imported(
+        len(records), result, kind="aps4",
+        tasks_added=[k for k in tasks if k not in present],
+        tasks_kept=[k for k in tasks if k in present and k in stored and differs(k)],
+    )
 
 
 # --- health ------------------------------------------------------------------------------------

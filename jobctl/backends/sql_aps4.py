@@ -15,10 +15,11 @@ See docs/aps4-notes.md for the tables, their types on each database, and the eve
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from jobctl.backends.base import Page, Record, Row, Stats
@@ -35,6 +36,9 @@ COMPARED = ("trigger", "args", "kwargs", "paused", "next_fire_time", "next_fire_
 UTC = dt.timezone.utc
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 NOTIFY_LIMIT = 7999  # APScheduler's brokers refuse longer payloads
+_OTHER, _FIRE, _TIME, _INTERVAL, _PAUSED = range(5)  # how _fields converts a column
+_PLANS: dict[tuple, list[tuple[str, int]]] = {}  # _fields' plan for each set of columns (a few tables)
+_OFFSETS: dict[int, dt.timezone] = {}  # fire times' UTC offsets (minutes) as time zones
 
 
 def is_aps4(names: set[str]) -> bool:
@@ -55,6 +59,7 @@ class SqlScheduleTables(SqlJobTable):
         where = f"schema {schema!r} of {self.location}" if schema else self.location
         self.read_only: str | None = None
         self.told: list[str] = []  # the events sent (shared with transaction()'s copies)
+        self.outbox: list[str] = []  # events for a Redis broker, sent once their change commits
         self.tables: dict[str, Any] = {}
         try:
             with self._bounded(), self.engine.begin() as connection:
@@ -97,27 +102,53 @@ class SqlScheduleTables(SqlJobTable):
     # --- the two forms of a value -------------------------------------------------------
 
     def _fields(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """A row's values in one form on every database (see the module's docstring)."""
+        """A row's values in one form on every database (see the module's docstring). What
+        each column needs is worked out once per set of columns (`_plan`): this runs for every
+        row listed."""
+        key = (getattr(self, "split", None), *raw)
+        plan = _PLANS.get(key)
+        if plan is None:
+            plan = _PLANS[key] = self._plan(raw)
         fields = {}
-        for name, value in raw.items():
-            if name.endswith("_utcoffset"):
+        for name, kind in plan:
+            value = raw[name]
+            if value is None:
+                fields[name] = False if kind == _PAUSED else None
                 continue
             if isinstance(value, (bytearray, memoryview)):
                 value = bytes(value)
-            if name in FIRE_TIMES and self.split:
-                offset = raw.get(f"{name}_utcoffset")
-                if value is not None:
-                    value = dt.datetime.fromtimestamp(value / 1_000_000, tz=dt.timezone(dt.timedelta(minutes=int(offset or 0))))
-            elif name in TIMES and isinstance(value, str):
+            if kind == _FIRE:
+                minutes = int(raw.get(f"{name}_utcoffset") or 0)
+                zone = _OFFSETS.get(minutes) or _OFFSETS.setdefault(minutes, dt.timezone(dt.timedelta(minutes=minutes)))
+                value = dt.datetime.fromtimestamp(value / 1_000_000, tz=zone)
+            elif kind == _TIME and isinstance(value, str):
                 value = dt.datetime.fromisoformat(value)
-            elif name in INTERVALS and isinstance(value, (int, float)):
+            elif kind == _INTERVAL and isinstance(value, (int, float)):
                 value = dt.timedelta(seconds=value / 1_000_000)
-            elif name == "paused":
+            elif kind == _PAUSED:
                 value = bool(value)
             elif isinstance(value, uuid.UUID):
                 value = str(value)
             fields[name] = value
         return fields
+
+    def _plan(self, raw: dict[str, Any]) -> list[tuple[str, int]]:
+        """Each column _fields keeps, in order, and what it converts it as."""
+        plan = []
+        for name in raw:
+            if name.endswith("_utcoffset"):
+                continue
+            if name in FIRE_TIMES and self.split:
+                plan.append((name, _FIRE))
+            elif name in TIMES:
+                plan.append((name, _TIME))
+            elif name in INTERVALS:
+                plan.append((name, _INTERVAL))
+            elif name == "paused":
+                plan.append((name, _PAUSED))
+            else:
+                plan.append((name, _OTHER))
+        return plan
 
     def _raw(self, name: str, value: Any) -> dict[str, Any]:
         """The stored column(s) for one value in its common form, as APScheduler 4 writes them."""
@@ -132,8 +163,10 @@ class SqlScheduleTables(SqlJobTable):
             return {name: value.total_seconds() * 1_000_000}
         return {name: value}
 
-    def _row(self, raw: Any) -> Row:
-        values = dict(raw._mapping)
+    def _row(self, raw: Any, keys: Sequence[str] | None = None) -> Row:
+        """`keys`: the result's column names (raw._fields), for a page of rows: asking each row
+        for its mapping costs more than the rest of reading it."""
+        values = dict(zip(keys, raw)) if keys is not None else dict(raw._mapping)
         return Row(self._fields(values), values)
 
     def _record(self, row: Row) -> Record:
@@ -176,7 +209,9 @@ class SqlScheduleTables(SqlJobTable):
         where = self._hint_filter(hint)
         if where is not None:
             query = query.where(where)
-        rows = [self._row(r) for r in self._run(lambda conn: conn.execute(query.limit(size)).all())]
+        fetched = self._run(lambda conn: conn.execute(query.limit(size)).all())
+        keys = fetched[0]._fields if fetched else None
+        rows = [self._row(r, keys) for r in fetched]
         records = [self._record(r) for r in rows]
         if len(records) < size:
             return Page(records, None)
@@ -308,26 +343,61 @@ class SqlScheduleTables(SqlJobTable):
 
         return self._run(work, writes=True)
 
+    # an import's task rows (as the driver gives them), inserted with its schedules where the
+    # store has no task of that id; `tasks_present` then names those it had, left as they are
+    tasks_to_add: Sequence[dict[str, Any]] = ()
+    tasks_present: Sequence[str] = ()
+
     def insert(self, new: Sequence[Record], replacing: Sequence[Record] = ()) -> bool:
-        from sqlalchemy import delete, insert
+        """Insert schedules: each record's `raw` columns exactly (an import's rows; a record
+        without them is made from its fields), `replacing` deleted first if still as read, and
+        `tasks_to_add` that are missing, all in one transaction."""
+        from sqlalchemy import delete, select
 
         self._writable()
-        rows = [self._raw_row(_fields_of(r)) for r in new]
+        rows = [_raw_of(r) or self._raw_row(_fields_of(r)) for r in new]
         replaced = {r.id for r in replacing}
+        tasks = list(self.tasks_to_add)
+        present: list[str] = []
 
         def work(conn: Any) -> bool:
+            present.clear()
             for record in replacing:
                 if conn.execute(delete(self.jobs).where(self._unchanged(record))).rowcount != 1:
                     raise _Rollback
             if rows:
-                conn.execute(insert(self.jobs), rows)
+                self._insert_rows(conn, self.jobs, rows)
+            if tasks:
+                table = self.tables["tasks"]
+                have: set[Any] = set()
+                for chunk in _chunks([t["id"] for t in tasks]):
+                    have.update(i for (i,) in conn.execute(select(table.c.id).where(table.c.id.in_(chunk))).all())
+                present.extend(t["id"] for t in tasks if t["id"] in have)
+                missing = [t for t in tasks if t["id"] not in have]
+                if missing:
+                    self._insert_rows(conn, table, missing)
             for record in new:
                 fields = _fields_of(record)
                 event = "ScheduleUpdated" if record.id in replaced else "ScheduleAdded"
                 self._notify(conn, event, schedule_id=record.id, task_id=fields.get("task_id"), next_fire_time=_iso(fields.get("next_fire_time")))
             return True
 
-        return self._run(work, writes=True)
+        done = self._run(work, writes=True)
+        self.tasks_present = list(present) if done else []
+        return done
+
+    def _insert_rows(self, conn: Any, table: Any, rows: list[dict[str, Any]]) -> None:
+        """INSERT rows of driver values; PostgreSQL's jsonb metadata goes as JSON text cast
+        to jsonb (the driver adapts no dict)."""
+        from sqlalchemy import bindparam, cast, insert
+
+        statement = insert(table)
+        if self.name == "postgresql" and "metadata" in table.c:
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            statement = statement.values(metadata=cast(bindparam("metadata_json"), JSONB))
+            rows = [{**{k: v for k, v in r.items() if k != "metadata"}, "metadata_json": None if r.get("metadata") is None else json.dumps(r["metadata"])} for r in rows]
+        conn.execute(statement, rows)
 
     def _raw_row(self, fields: dict[str, Any]) -> dict[str, Any]:
         raw: dict[str, Any] = {}
@@ -368,18 +438,69 @@ class SqlScheduleTables(SqlJobTable):
         return self._run(work, writes=True)
 
     def _notify(self, conn: Any, event: str, **fields: Any) -> None:
-        """Tell running schedulers, as APScheduler 4's PostgreSQL event brokers do: NOTIFY on
-        their channel, "<Event> " + base64(JSON), inside this transaction, so delivered at
-        commit and never for a change that was undone."""
+        """Tell running schedulers, as APScheduler 4's event brokers do. On PostgreSQL: NOTIFY
+        on their channel, "<Event> " + base64(JSON), inside this transaction, so delivered at
+        commit and never for a change that was undone. With a Redis broker (--broker-url):
+        PUBLISH "<Event> " + JSON once the transaction has committed."""
         from sqlalchemy import text
 
-        if self.name != "postgresql" or not self.target.notify:
+        if not self.target.notify:
+            return
+        if self.target.broker_url:
+            self.outbox.append(event_payload(event, fields, base64_body=False))
+            return
+        if self.name != "postgresql":
             return
         payload = event_payload(event, fields, base64_body=True)
         if len(payload) > NOTIFY_LIMIT:
             return  # the brokers would refuse it; the schedulers find the change at their next wake-up
         conn.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": self.target.channel, "payload": payload})
         self.told.append(event)
+
+    def _run(self, work: Any, writes: bool = False) -> Any:
+        if self.connection is not None:  # a step of transaction(): published when it commits
+            return super()._run(work, writes)
+        try:
+            result = super()._run(work, writes)
+        except BaseException:
+            self.outbox.clear()
+            raise
+        self._publish(bool(result) if writes else False)
+        return result
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[SqlScheduleTables]:
+        try:
+            with super().transaction() as steps:
+                yield steps  # type: ignore[misc]
+        except BaseException:
+            self.outbox.clear()
+            raise
+        self._publish(True)
+
+    def _publish(self, committed: bool) -> None:
+        """Send what the committed transaction announced to the Redis event broker. The change
+        is made by then: a broker that cannot be reached is a warning, not a failure."""
+        events, self.outbox[:] = list(self.outbox), []
+        if not committed or not events:
+            return
+        try:
+            import redis
+
+            client = redis.Redis.from_url(self.target.broker_url or "", socket_connect_timeout=self.connect_seconds, socket_timeout=self.connect_seconds)
+            try:
+                for payload in events:
+                    client.publish(self.target.channel, payload.encode())
+                    self.told.append(payload.partition(" ")[0])
+            finally:
+                client.close()
+        except ImportError:
+            notice("the change is made, but the schedulers were not told: the Redis client is not installed (pip install 'jobctl[redis]')")
+        except (redis.RedisError, OSError, ValueError) as exc:
+            from jobctl.config import masked
+
+            where = masked(self.target.broker_url or "") or "the Redis broker"
+            notice(f"the change is made, but the schedulers were not told through {where}: {_first_line(exc)}")
 
 
 def event_payload(event: str, fields: dict[str, Any], base64_body: bool) -> str:

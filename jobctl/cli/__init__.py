@@ -31,6 +31,7 @@ class Settings:
     run_times_key: str = "apscheduler.run_times"
     kind: str | None = None
     channel: str = "apscheduler"
+    broker_url: str | None = None
     output: str = "table"
     tz: str | None = None
     store: str | None = None
@@ -54,7 +55,7 @@ def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
 
 
 def connection_options(top_level: bool):
-    """--store, --url, --table, --schema, --jobs-key, --run-times-key, --kind, --channel, -o, --tz: accepted before and after the command name,
+    """--store, --url, --table, --schema, --jobs-key, --run-times-key, --kind, --channel, --broker-url, -o, --tz: accepted before and after the command name,
     meaning the same in either place (`reschedule` names its new trigger's zone --zone)."""
 
     def option(*names: str, envvar: str, default: Any = None, **kwargs: Any):
@@ -77,7 +78,8 @@ def connection_options(top_level: bool):
         option("--jobs-key", envvar="JOBCTL_JOBS_KEY", default="apscheduler.jobs", metavar="KEY", help="Redis: the jobs hash (default apscheduler.jobs)."),
         option("--run-times-key", envvar="JOBCTL_RUN_TIMES_KEY", default="apscheduler.run_times", metavar="KEY", help="Redis: the run times sorted set (default apscheduler.run_times)."),
         option("--kind", envvar="JOBCTL_KIND", type=click.Choice(KINDS), help="SQL: which store a database holding both reads: aps3 (the job table) or aps4 (APScheduler 4's tables). Found by itself otherwise."),
-        option("--channel", envvar="JOBCTL_CHANNEL", default="apscheduler", metavar="NAME", help="APScheduler 4 on PostgreSQL: the event broker's channel a change is announced on (default apscheduler)."),
+        option("--channel", envvar="JOBCTL_CHANNEL", default="apscheduler", metavar="NAME", help="APScheduler 4: the event broker's channel a change is announced on (default apscheduler)."),
+        option("--broker-url", envvar="JOBCTL_BROKER_URL", metavar="URL", help="APScheduler 4 with a Redis event broker (RedisEventBroker): announce changes there (default: NOTIFY on PostgreSQL)."),
         option("-o", "--output", envvar="JOBCTL_OUTPUT", default="table", type=click.Choice(OUTPUTS, case_sensitive=False), help="Output format (default table)."),
         option("--tz", envvar="JOBCTL_TZ", metavar="ZONE", help="Time zone times are shown in (default: this machine's)."),
     ]
@@ -127,6 +129,7 @@ def target():
     return Target(
         values["url"], values["table"], values["schema"], values["jobs_key"], values["run_times_key"],
         kind=values.get("kind"), notify=not settings().no_notify, channel=values.get("channel") or "apscheduler",
+        broker_url=values.get("broker_url"),
     )
 
 
@@ -283,7 +286,8 @@ def output() -> str:
 @click.option("--debug", is_flag=True, expose_value=False, help="Show a traceback when something fails.")
 @click.version_option(__version__, "--version", prog_name="jobctl")
 def cli() -> None:
-    """Inspect and change the jobs in an APScheduler 3 job store (SQLAlchemyJobStore or RedisJobStore), safely.
+    """Inspect and change the jobs in an APScheduler job store, safely: APScheduler 3's
+    SQLAlchemyJobStore or RedisJobStore, or APScheduler 4's SQLAlchemyDataStore.
 
     jobctl never imports the application's code, never runs what a row's pickle names,
     never deletes or creates anything you did not ask for, and writes changed rows back
@@ -294,6 +298,7 @@ def cli() -> None:
       jobctl demo                                  # make a demo store and try it
       jobctl --url sqlite:///jobs.sqlite list
       jobctl --url redis://localhost:6379/0 list
+      jobctl --url postgresql://app@db/app --schema sched jobs   # APScheduler 4's queue
       jobctl show daily_reports
       jobctl pause 'report_*'
       jobctl reschedule daily_reports --cron '0 7 * * 1-5' --zone Europe/Paris
@@ -681,6 +686,9 @@ def show_config() -> None:
             else [
                 ("table", f"{r.values['table']}  ({r.sources.get('table', 'default')})"),
                 ("schema", f"{r.values['schema'] or '-'}  ({r.sources.get('schema', 'default')})"),
+                ("kind", f"{r.values.get('kind') or 'found by its tables'}  ({r.sources.get('kind', 'default')})"),
+                ("channel", f"{r.values.get('channel') or 'apscheduler'}  ({r.sources.get('channel', 'default')})"),
+                ("broker url", f"{masked(r.values.get('broker_url')) or '-'}  ({r.sources.get('broker_url', 'not set')})"),
             ]
         ),
         ("output", f"{s.output}  ({s.sources.get('output', 'default')})"),
@@ -707,7 +715,9 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
     """Write jobs as a JSON document that `jobctl import` restores byte for byte.
 
     Each job has readable fields (id, name, func, schedule in words, next run) and its exact
-    record (the next_run_time column or Redis score, and job_state in base64).
+    record (the next_run_time column or Redis score, and job_state in base64). From
+    APScheduler 4's tables: every schedule's row and its task's row, each column exactly
+    (the queue and job results are not exported).
     """
     from jobctl import commands
     from jobctl.cli.render import json_safe
@@ -744,7 +754,9 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
 
     Records are written exactly as exported, all in one transaction. Ids that already exist are
     refused unless --replace. A SQL table is created only with --create-table; Redis keys
-    exist once written.
+    exist once written. APScheduler 4 schedules go into APScheduler 4's tables (the
+    application creates them), with the tasks the store lacks; a task it has is kept as it
+    is. Jobs do not move between APScheduler 3 and 4.
     """
     from jobctl import commands
 
@@ -758,6 +770,17 @@ def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> 
         click.echo(f"dry run, nothing changed: would create the store and import {done.count} job(s)")
         return
     prefix = "dry run, nothing changed: would import" if dry_run else "imported"
+    if done.kind == "aps4":
+        from jobctl.cli.render import printable
+
+        if done.tasks_kept:
+            shown = ", ".join(printable(t) for t in done.tasks_kept[:5]) + (" …" if len(done.tasks_kept) > 5 else "")
+            click.echo(f"jobctl: warning: {len(done.tasks_kept)} task(s) differ from the store's, which were kept as they are (the application configures its tasks): {shown}", err=True)
+        click.echo(
+            f"{prefix} {done.count} schedule(s): {len(done.result.added)} added, {len(done.result.replaced)} replaced; "
+            f"{len(done.tasks_added)} task(s) added"
+        )
+        return
     click.echo(f"{prefix} {done.count} job(s): {len(done.result.added)} added, {len(done.result.replaced)} replaced")
 
 
