@@ -178,7 +178,12 @@ def remove(target: Target, patterns: Sequence[str], dry_run: bool = False, confi
         return Removal(removed=ids)
     if confirm is not None:
         confirm(ids)
-    removal = session.remove(ids)
+    check = None
+    if session.backend.kind == "aps4":  # a schedule a live scheduler holds is not removed under it
+        from jobctl.kinds import aps4
+
+        check = aps4.check_lease
+    removal = session.remove(ids, check=check)
     return removal
 
 

@@ -222,12 +222,15 @@ class Session:
         except LockTimeout as exc:
             raise LockTimeout(f"job {job_id!r}: {exc}", whole_store=exc.whole_store) from None
 
-    def remove(self, ids: Sequence[str], dry_run: bool = False) -> Removal:
+    def remove(self, ids: Sequence[str], dry_run: bool = False, check: Callable[[Record], None] | None = None) -> Removal:
         """Remove exactly these records in one atomic step, each as it is now; ids another
-        process removed meanwhile are reported, not an error here."""
+        process removed meanwhile are reported, not an error here. `check(record)` may refuse
+        one as it is now (raising Busy to wait for it, as for a change)."""
 
         def attempt() -> Removal | None:
             found = self.get_many(ids)
+            for record in found.values() if check is not None else ():
+                check(record)
             removal = Removal([i for i in ids if i in found], [i for i in ids if i not in found])
             if dry_run or not found or self.backend.delete([found[i] for i in removal.removed]):
                 return removal

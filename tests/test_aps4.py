@@ -266,6 +266,9 @@ def test_a_live_lease_is_not_changed_under_its_scheduler(store):
     result = store.jobctl("pause", "leased_live", env={"JOBCTL_LOCK_TIMEOUT": "1"})
     assert result.returncode == 1
     assert "worker-1" in result.stderr and result.stderr.count("\n") == 1
+    for command in (["remove", "-y", "leased_live"], ["reschedule", "leased_live", "--interval", "1h"], ["resume", "leased_live"]):
+        refused = store.jobctl(*command, env={"JOBCTL_LOCK_TIMEOUT": "1"})
+        assert refused.returncode == 1 and "worker-1" in refused.stderr, (command, refused.stderr)
     assert store.digest() == before
     # a lease that ran out long ago (its scheduler died) holds nothing
     assert store.jobctl("pause", "leased_stale").returncode == 0

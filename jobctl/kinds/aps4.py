@@ -297,6 +297,13 @@ def _check_lease(schedule: Schedule, at: dt.datetime, tz: dt.tzinfo) -> None:
         )
 
 
+def check_lease(record: Record) -> None:
+    """Refuse (for now: Busy) a schedule a live scheduler holds, for a removal."""
+    from jobctl.times import now
+
+    _check_lease(Schedule(*record), now(), UTC)
+
+
 def _require_readable(schedule: Schedule) -> None:
     if not schedule.readable:
         raise ChangeRefused(f"schedule {schedule.id!r} is unreadable ({schedule.error}); jobctl will not rewrite it")
