@@ -229,8 +229,9 @@ class Session:
 
         def attempt() -> Removal | None:
             found = self.get_many(ids)
-            for record in found.values() if check is not None else ():
-                check(record)
+            if check is not None:
+                for record in found.values():
+                    check(record)
             removal = Removal([i for i in ids if i in found], [i for i in ids if i not in found])
             if dry_run or not found or self.backend.delete([found[i] for i in removal.removed]):
                 return removal
