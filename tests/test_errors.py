@@ -151,14 +151,16 @@ def test_remove_refuses_without_terminal_or_yes(store_copy):
     assert rows(path) == before
 
 
-def test_an_apscheduler_4_database_is_named_as_such(tmp_path):
-    """APScheduler 4 keeps schedules in tables of its own: pointed at them, jobctl says what
-    it found, in one line, and changes nothing."""
+def test_an_apscheduler_4_database_asked_for_as_3_is_named_as_such(tmp_path):
+    """A database with APScheduler 4's tables alone is read as such; asked for an APScheduler
+    3 job table in it (--kind aps3), jobctl says what it holds, in one line, and changes
+    nothing."""
     url = f"sqlite:///{tmp_path / 'aps4.sqlite'}"
     write_store4(url, "--schedules-only")
     before = (tmp_path / "aps4.sqlite").read_bytes()
     for command in (["list"], ["pause", "daily_reports"]):
-        result = jobctl("--url", url, *command)
-        assert result.returncode == 1 and "APScheduler 4's tables" in result.stderr, result
+        result = jobctl("--url", url, "--kind", "aps3", *command)
+        assert result.returncode == 1 and "APScheduler 4's tables" in result.stderr and "--kind aps4" in result.stderr, result
         assert len(result.stderr.strip().splitlines()) == 1
     assert (tmp_path / "aps4.sqlite").read_bytes() == before
+    assert "daily_reports" in jobctl("--url", url, "list").stdout

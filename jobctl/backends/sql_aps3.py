@@ -136,6 +136,12 @@ class SqlJobTable(Backend):
                         table.create(connection)
                         self.created = True
                         return table
+                    if {"schedules", "tasks", "metadata"} <= names:  # and --kind aps3 was given
+                        raise MissingStore(
+                            f"no table {where!r} in {self.location}, which holds APScheduler 4's tables "
+                            "(schedules, tasks, metadata): --kind aps4 reads them",
+                            self.name,
+                        )
                     raise MissingStore(
                         f"no table {where!r} in {self.location}: not an APScheduler job store "
                         "(use --table / --schema if the application named it differently)",
