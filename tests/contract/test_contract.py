@@ -13,11 +13,10 @@ import subprocess
 import sys
 
 import pytest
-from stores import KINDS, store_of_kind
+from stores import KINDS, KNOWN_FAILURES, store_of_kind
 
 from conftest import jobctl
 from jobctl.backends import open_backend
-from jobctl.backends.base import Record
 
 
 def hostile_pickle(marker) -> bytes:
@@ -27,7 +26,10 @@ def hostile_pickle(marker) -> bytes:
 
 @pytest.fixture(params=KINDS)
 def store(request, tmp_path):
-    """A store of each kind holding the fixture application's 15 jobs."""
+    """A store of each kind holding the fixture application's jobs (`store.fixture_count`)."""
+    known = KNOWN_FAILURES.get((request.param, request.function.__name__))
+    if known:
+        request.applymarker(pytest.mark.xfail(reason=known[0], strict=known[1]))
     with store_of_kind(request.param, tmp_path) as (store, others):
         store.write_jobs()
         store.others = others  # stores a test makes beside it, dropped with it
@@ -35,25 +37,25 @@ def store(request, tmp_path):
 
 
 def test_reading_leaves_every_stored_byte_as_it_was(store):
-    before = store.dump()
-    assert len(before) == 15
+    before = store.snapshot()
+    assert len(store.dump()) == store.fixture_count
     for args in (["list"], ["list", "-o", "json"], ["upcoming", "--within", "7d"], ["health", "--detailed"],
                  ["export"], ["list", "daily_*", "--state", "paused"]):
         result = jobctl(*store.args, *args)
         assert result.returncode in (0, 1, 2), (args, result.stderr)  # health may warn or page
         assert "Traceback" not in result.stderr
-    for job_id in before:
+    for job_id in store.dump():
         shown = jobctl(*store.args, "show", job_id, "-o", "json")
         assert shown.returncode == 0 and json.loads(shown.stdout)["id"] == job_id
     for args in (["pause", "*"], ["remove", "*", "--yes"], ["reschedule", "daily_reports", "--cron", "0 7 * * *"]):
         assert jobctl(*store.args, *args, "--dry-run").returncode == 0
-    assert store.dump() == before
+    assert store.snapshot() == before
 
 
 def test_an_unreadable_record_survives_every_command(store, tmp_path):
     marker = tmp_path / "ran"
     store.put_raw("corrupt", 1.0, b"\x80\x05not a pickle at all")
-    store.put_raw("hostile", None, hostile_pickle(marker))
+    store.put_raw("hostile", None, store.pickled(hostile_pickle(marker)))
     before = store.dump()
 
     jobs = json.loads(jobctl(*store.args, "list", "-o", "json").stdout)
@@ -85,20 +87,37 @@ def test_a_stale_conditional_write_changes_nothing(store):
     try:
         [daily] = backend.get(["daily_reports"])
         [inventory] = backend.get(["inventory_sync"])
-        store.put_raw("inventory_sync", inventory.due, inventory.data + b".")  # other bytes: another process wrote it
-        theirs = store.dump()
+        store.put_raw("inventory_sync", inventory.due, store.altered(inventory))  # other bytes: another process wrote it
+        theirs = store.snapshot()
         stale = inventory
-        assert backend.swap(stale, Record(stale.id, None, stale.data)) is False
+        assert backend.swap(stale, store.with_due(stale, None)) is False
         assert backend.delete([stale]) is False
         [fresh_daily] = backend.get(["daily_reports"])
         assert backend.delete([fresh_daily, stale]) is False, "all or nothing"
-        assert backend.insert([Record("new_job", None, b"x")], replacing=[stale]) is False
-        assert backend.insert([Record("daily_reports", None, b"x")]) is False, "an existing id is not overwritten"
-        assert store.dump() == theirs
+        assert backend.insert([store.new_record("new_job", like=daily)], replacing=[stale]) is False
+        assert backend.insert([store.new_record("daily_reports", like=daily)]) is False, "an existing id is not overwritten"
+        assert store.snapshot() == theirs
         # against the record as it now is, each step goes through
         [current] = backend.get(["inventory_sync"])
-        assert backend.swap(current, Record(current.id, 5.0, current.data)) is True
-        assert store.dump()["inventory_sync"] == (5.0, current.data)
+        assert backend.swap(current, store.with_due(current, 5.0)) is True
+        assert store.dump()["inventory_sync"] == store.dumped(current, due=5.0)
+    finally:
+        backend.close()
+
+
+def test_a_stale_write_inside_a_transaction_answers_false(store):
+    """A change is read and written in one transaction (Session.change); a record another
+    process changed between the two makes the swap answer False there too, nothing written,
+    so the session reads it again and re-applies the change. (The read takes no row lock here,
+    as on SQLite, which has none: elsewhere the lock makes the other process wait instead.)"""
+    backend = open_backend(store.target, write=True, create=False, lock_seconds=5)
+    try:
+        with backend.transaction() as steps:
+            [inventory] = steps.get(["inventory_sync"])
+            store.put_raw("inventory_sync", inventory.due, store.altered(inventory))
+            theirs = store.snapshot()
+            assert steps.swap(inventory, store.with_due(inventory, None)) is False
+        assert store.snapshot() == theirs
     finally:
         backend.close()
 
@@ -111,9 +130,11 @@ def test_a_missing_store_is_an_error_and_nothing_is_created(store, tmp_path):
     for args in (["list"], ["show", "daily_reports"], ["pause", "daily_reports"], ["remove", "x", "--yes"],
                  ["export"], ["import", str(document), "--create-table", "--dry-run"]):
         result = jobctl(*missing.args, *args)
-        expected = 0 if "--dry-run" in args else 1
+        expected = 1
+        if "--dry-run" in args:  # would make it; where jobctl never makes one, asking is a usage error
+            expected = 0 if store.import_creates else 2
         assert result.returncode == expected, (args, result.stdout, result.stderr)
-        assert "Traceback" not in result.stderr
+        assert "Traceback" not in result.stderr and "cannot reach" not in result.stderr, result.stderr
     health = jobctl(*missing.args, "health")
     assert health.returncode == 3 and health.stdout.startswith("JOBCTL UNKNOWN")
     assert not missing.exists(), "a command created the store"
@@ -121,7 +142,7 @@ def test_a_missing_store_is_an_error_and_nothing_is_created(store, tmp_path):
     if store.made_by_writing:  # Redis: writing the keys is what makes the store
         assert imported.returncode == 0 and missing.dump() == store.dump(), imported.stderr
     else:
-        assert imported.returncode == 1 and "--create-table" in imported.stderr, imported.stderr
+        assert imported.returncode == 1 and store.missing_hint in imported.stderr, imported.stderr
         assert not missing.exists(), "import created the store unasked"
 
 
@@ -139,7 +160,13 @@ def test_export_then_import_restores_the_store_byte_for_byte(store, tmp_path):
     store.others.append(fresh)
     if not store.made_by_writing:
         assert jobctl(*fresh.args, "import", str(document)).returncode == 1 and not fresh.exists()
-    assert jobctl(*fresh.args, "import", str(document), "--create-table").returncode == 0
+    created = jobctl(*fresh.args, "import", str(document), "--create-table")
+    if store.import_creates:
+        assert created.returncode == 0, created.stderr
+    else:  # jobctl never makes this kind of store, even asked to: the application does
+        assert created.returncode == 2 and "does not create" in created.stderr and not fresh.exists(), created.stderr
+        fresh.start_application()
+        assert jobctl(*fresh.args, "import", str(document)).returncode == 0
     assert fresh.dump() == before
     refused = jobctl(*fresh.args, "import", str(document))
     assert refused.returncode == 1 and "already exist" in refused.stderr
@@ -153,10 +180,12 @@ def test_every_change_loads_back_in_apscheduler(store):
         result = jobctl(*store.args, *args)
         assert result.returncode == 0, (args, result.stderr)
     after = store.dump()
-    assert {k for k in before if before[k] != after.get(k)} == {"daily_reports", "weekday_digest", "inventory_sync", "one_off"}
+    ran = {"inventory_sync"} if store.run_rewrites_record else set()
+    assert {k for k in before if before[k] != after.get(k)} == {"daily_reports", "weekday_digest", "one_off"} | ran
     loaded = store.load_back()
-    assert loaded["daily_reports"]["next_run_time"] is None
-    assert "day_of_week='mon-fri'" in loaded["weekday_digest"]["trigger"]
+    assert store.paused(loaded["daily_reports"]) and store.next_run(loaded["daily_reports"]) is None
+    assert store.says_weekdays(loaded["weekday_digest"])
+    assert store.ran(loaded, "inventory_sync", times=1)
     assert "one_off" not in loaded
 
 
@@ -172,24 +201,25 @@ def test_concurrent_changes_from_many_processes_lose_nothing(store):
     once: every change is there afterwards, and APScheduler loads every job."""
     store.drop()
     store.write_jobs("--extra", "20")
-    processes = [jobctl_process(store, "reschedule", f"bulk_{n:07d}", "--interval", f"{n + 1}m") for n in range(20)]
+    bulk = store.extra_ids(20)
+    processes = [jobctl_process(store, "reschedule", job_id, "--interval", f"{n + 1}m") for n, job_id in enumerate(bulk)]
     processes += [jobctl_process(store, "run", "daily_reports") for _ in range(8)]
     processes += [jobctl_process(store, verb, "inventory_sync") for verb in ("pause", "resume") * 4]
     for process in processes:
         out, err = process.communicate(timeout=300)
         assert process.returncode == 0, (process.args, out, err)
     loaded = store.load_back()
-    for n in range(20):
-        minutes = n + 1
-        assert loaded[f"bulk_{n:07d}"]["trigger"] == f"interval[{minutes // 60}:{minutes % 60:02d}:00]"
-    assert loaded["daily_reports"]["next_run_time"] is not None
-    assert loaded["inventory_sync"]["trigger"] == "interval[4:00:00]"
+    for n, job_id in enumerate(bulk):
+        assert store.is_interval(loaded[job_id], n + 1), loaded[job_id]["trigger"]
+    assert store.next_run(loaded["daily_reports"]) is not None
+    assert store.ran(loaded, "daily_reports", times=8)
+    assert store.is_interval(loaded["inventory_sync"], 4 * 60), loaded["inventory_sync"]["trigger"]
 
 
 def test_ids_are_compared_exactly(store):
     """MariaDB's default collation ignores case, accents and trailing spaces; every lookup
     compares ids exactly anyway, on every store."""
-    before = store.dump()
+    before = store.snapshot()
     for near in ("DAILY_REPORTS", "daily_reports ", "rapport_quotidien_ete"):
         shown = jobctl(*store.args, "show", near)
         assert shown.returncode == 1 and "no job with id" in shown.stderr, (near, shown.stdout)
@@ -199,4 +229,4 @@ def test_ids_are_compared_exactly(store):
     listed = json.loads(jobctl(*store.args, "list", "DAILY_*", "-o", "json").stdout or "[]")
     assert listed == []
     assert [j["id"] for j in json.loads(jobctl(*store.args, "list", "daily_*", "-o", "json").stdout)] == ["daily_reports"]
-    assert store.dump() == before
+    assert store.snapshot() == before
