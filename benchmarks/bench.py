@@ -38,6 +38,15 @@ ru_maxrss, which on Linux also counts the benchmark process's own size at fork):
 6. Redis: `jobctl ... health` over 1,000,000 jobs  /  a bare redis-py script doing what health
    shows: HLEN, ZCARD, two ZCOUNTs (-inf to now-300, now-3600), ZRANGE 0 4 WITHSCORES and an
    HMGET of those 5 ids. Target <= 1.5.
+7. APScheduler 4: `jobctl list -o json` over 10,000 and over 100,000 schedules  /  APScheduler
+   4.0.0a6 loading the same store itself, in its own venv (--aps4-python, default
+   $JOBCTL_TEST_APS4_PYTHON, else .ci/aps4-venv/bin/python) with the fixture application
+   importable (PYTHONPATH=tests/fixture_app4): `Scheduler(SQLAlchemyDataStore(url))`, entered,
+   `get_schedules()` (as tests/fixture_app4/load_store4.py does), then each schedule's id,
+   next_fire_time and repr(trigger) printed as a JSON array, one object a line, as jobctl
+   prints its rows. Both must print all N schedules. Target <= 0.35 at 100,000, and jobctl's
+   peak RSS <= 150 MB and flat (the same at 10,000 and 100,000). SQLite always; PostgreSQL too
+   with --aps4-postgres-url (a scratch database: the stores are the schemas bench4_<N>).
 
 Stores: a few hundred varied jobs (cron, crontab, interval, date, And/Or triggers; arguments
 from tests/fixture_app/shopapp such as Customer, Mailer, Point; a few paused) are written by
@@ -45,6 +54,13 @@ APScheduler 3 itself through a BackgroundScheduler started paused with an SQLAlc
 the rest of the N rows are their `Job.__getstate__()` dicts with a unique `id`, pickled as
 SQLAlchemyJobStore pickles, next_run_time = `datetime_to_utc_timestamp(state['next_run_time'])`,
 bulk-inserted with sqlite3 in one transaction. They live in benchmarks/out/ (git-ignored).
+
+APScheduler 4 stores (7) are written by benchmarks/build_store4.py, run in APScheduler 4's venv:
+APScheduler 4 itself writes the fixture's schedules (tests/fixture_app4/write_store4.py) and 300
+varied ones (cron with keyword fields and from_crontab in five zones, interval, date, calendar
+interval, or/and of crons; args with the application's Customer and Point; some paused); the rest
+are copies made in SQL (INSERT ... SELECT), every column as APScheduler 4 wrote it but the id
+(`<id>__<n>`). SQLite: benchmarks/out/aps4-<N>.sqlite.
 
 Redis stores (5, 6) are copies of those SQLite stores, so their jobs are APScheduler-written and
 varied: each row's job_state bytes go to the hash `bench.<N>.jobs` (HSET, field = id) and its
@@ -83,6 +99,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 FIXTURE_APP = ROOT / "tests" / "fixture_app"
+FIXTURE_APP4 = ROOT / "tests" / "fixture_app4"
+APS4_PYTHON_ENV = "JOBCTL_TEST_APS4_PYTHON"
+APS4_PYTHON = ROOT / ".ci" / "aps4-venv" / "bin" / "python"
+APS4_SIZES = (10_000, 100_000)  # measurement 7: schedules in the two APScheduler 4 stores
 TABLE = "apscheduler_jobs"
 PY = sys.executable
 JOBCTL = [PY, "-m", "jobctl"]
@@ -101,6 +121,24 @@ store = SQLAlchemyJobStore(url=sys.argv[1])
 store.start(BackgroundScheduler(timezone="UTC"), "default")
 jobs = store.get_all_jobs()
 print(len(jobs))
+"""
+
+# argv: URL, schema ("" for none). What jobctl's list -o json does, the APScheduler 4 way:
+# the schedules restored by the application's scheduler, then printed one JSON object a line.
+APS4_LOAD = """\
+import json, sys
+from apscheduler import Scheduler
+from apscheduler.datastores.sqlalchemy import SQLAlchemyDataStore
+store = SQLAlchemyDataStore(sys.argv[1], schema=sys.argv[2] or None)
+with Scheduler(store, identity="bench-loader") as scheduler:
+    schedules = scheduler.get_schedules()
+out = sys.stdout
+out.write("[")
+for n, schedule in enumerate(schedules):
+    when = schedule.next_fire_time
+    row = {"id": schedule.id, "next_fire_time": when.isoformat() if when else None, "trigger": repr(schedule.trigger)}
+    out.write(("\\n  " if n == 0 else ",\\n  ") + json.dumps(row, ensure_ascii=False))
+out.write("\\n]\\n")
 """
 
 # argv: redis.Redis keyword arguments (JSON), jobs key, run_times key
@@ -345,6 +383,92 @@ def ensure_store(total: int, rebuild: bool, notes: list[str]) -> Path:
     seconds = build_store(path, total)
     notes.append(f"store {path.name}: built in {seconds:.1f} s, {path.stat().st_size / 2**20:.0f} MiB")
     return path
+
+
+def aps4_python(given: str | None) -> Path:
+    """APScheduler 4's venv's python: --aps4-python, else $JOBCTL_TEST_APS4_PYTHON, else .ci/aps4-venv."""
+    return Path(given or os.environ.get(APS4_PYTHON_ENV) or APS4_PYTHON)
+
+
+def app4_env() -> dict[str, str]:
+    env = jobctl_env()
+    env["PYTHONPATH"] = str(FIXTURE_APP4)
+    return env
+
+
+@dataclass
+class Store4:
+    """An APScheduler 4 store of `total` schedules: a URL, and the schema holding its tables."""
+
+    name: str  # "SQLite", "PostgreSQL"
+    url: str
+    schema: str | None
+    total: int
+
+    def args(self) -> list[str]:
+        return ["--url", self.url, *(["--schema", self.schema] if self.schema else [])]
+
+
+def count_schedules4(url: str, schema: str | None) -> int:
+    """Rows in the store's schedules table, -1 when there is none (plain SQLAlchemy)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(f"SELECT count(*) FROM {schema + '.' if schema else ''}schedules")).scalar()
+    except SQLAlchemyError:
+        return -1
+    finally:
+        engine.dispose()
+
+
+def build_store4(python: Path, url: str, schema: str | None, total: int) -> None:
+    cmd = [str(python), str(ROOT / "benchmarks" / "build_store4.py"), url, str(total), *(["--schema", schema] if schema else [])]
+    done = subprocess.run(cmd, env=app4_env(), cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"build_store4.py {total} exited {done.returncode}: {done.stderr.strip()[-400:]}")
+
+
+def ensure_sqlite_store4(python: Path, total: int, rebuild: bool, notes: list[str]) -> Store4:
+    path = OUT / f"aps4-{total}.sqlite"
+    store = Store4("SQLite", f"sqlite:///{path}", None, total)
+    if not rebuild and path.exists() and count_schedules4(store.url, None) == total:
+        built = dt.datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
+        notes.append(f"store {path.name}: reused (last written {built}), {path.stat().st_size / 2**20:.0f} MiB")
+        return store
+    print(f"building {path.name} ({total:,} APScheduler 4 schedules)...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    tmp = path.with_suffix(".building")
+    tmp.unlink(missing_ok=True)
+    build_store4(python, f"sqlite:///{tmp}", None, total)
+    os.replace(tmp, path)
+    notes.append(f"store {path.name}: built in {time.perf_counter() - started:.1f} s, {path.stat().st_size / 2**20:.0f} MiB")
+    return store
+
+
+def ensure_postgres_store4(python: Path, url: str, total: int, rebuild: bool, notes: list[str]) -> Store4:
+    """The schema bench4_<total> of the scratch database `url`, dropped and written again unless
+    it already holds `total` schedules."""
+    from sqlalchemy import create_engine, text
+
+    schema = f"bench4_{total}"
+    store = Store4("PostgreSQL", url, schema, total)
+    if not rebuild and count_schedules4(url, schema) == total:
+        notes.append(f"store {schema} in {url}: reused")
+        return store
+    print(f"building {schema} ({total:,} APScheduler 4 schedules) in {url}...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    finally:
+        engine.dispose()
+    build_store4(python, url, schema, total)
+    notes.append(f"store {schema} in {url}: built in {time.perf_counter() - started:.1f} s")
+    return store
 
 
 class RedisStores:
@@ -702,6 +826,49 @@ def bench_redis_health(redis: RedisStores, total: int, repeat: int) -> Result:
     return result
 
 
+def bench_aps4_list(python: Path, store: Store4, repeat: int) -> Result:
+    result = Result(f"APScheduler 4 {store.name}: `list -o json`, {store.total:,} schedules ÷ APScheduler 4 `get_schedules()`",
+                    0.35, rss_target_mb=150)
+    checked = {"jobctl": False, "baseline": False}
+
+    def printed(r: Run, side: str, what: str) -> None:
+        if checked[side]:
+            return
+        with open(r.stdout, encoding="utf-8") as fh:
+            rows = json.load(fh)
+        count, states = len(rows), {}
+        for row in rows:
+            if "state" in row:  # jobctl's rows have one, the baseline's do not
+                states[row["state"]] = states.get(row["state"], 0) + 1
+        if count != store.total:
+            raise Failed(f"{what} printed {count} schedules, expected {store.total}")
+        if states:
+            result.notes.append("jobctl list states: " + ", ".join(f"{k} {v:,}" for k, v in sorted(states.items())))
+        checked[side] = True
+
+    def jobctl_once() -> Run:
+        r = run([*JOBCTL, *store.args(), "list", "-o", "json"], jobctl_env(), "aps4-list-jobctl")
+        check_ok(r, "jobctl list -o json (APScheduler 4)")
+        printed(r, "jobctl", "jobctl list -o json")
+        return r
+
+    def baseline_once() -> Run:
+        r = run([str(python), "-c", APS4_LOAD, store.url, store.schema or ""], app4_env(), "aps4-list-apscheduler")
+        check_ok(r, "APScheduler 4 get_schedules")
+        printed(r, "baseline", "APScheduler 4's get_schedules")
+        return r
+
+    measure(result, repeat, jobctl_once, baseline_once)
+    return result
+
+
+def rss_trend(results: list[Result]) -> str:
+    """Peak RSS of each side by store size: is memory flat as the store grows?"""
+    parts = [f"{r.title.split(', ')[1].split(' ÷')[0]}: jobctl {max(x.rss_mb for x in r.jobctl):.0f} MB, "
+             f"APScheduler 4 {max(x.rss_mb for x in r.baseline):.0f} MB" for r in results if r.jobctl and not r.error]
+    return "peak RSS by store size: " + "; ".join(parts)
+
+
 # --- report ----------------------------------------------------------------------------------
 
 
@@ -738,11 +905,15 @@ def table(results: list[tuple[int, Result]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller stores (10k and 100k) for a smoke run")
-    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5, 6], metavar="N", help="run only measurement N (repeatable)")
+    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5, 6, 7], metavar="N", help="run only measurement N (repeatable)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the stores (SQLite files, Redis keys) even if present")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per command (default 5)")
     parser.add_argument("--redis-url", default=os.environ.get(REDIS_URL_ENV) or REDIS_URL,
                         help=f"Redis database for 5 and 6 (default ${REDIS_URL_ENV}, else {REDIS_URL})")
+    parser.add_argument("--aps4-python", default=None,
+                        help=f"APScheduler 4's venv's python for 7 (default ${APS4_PYTHON_ENV}, else .ci/aps4-venv/bin/python)")
+    parser.add_argument("--aps4-postgres-url", default=os.environ.get("JOBCTL_BENCH_POSTGRES_URL"),
+                        help="7 on PostgreSQL too: a scratch database (default $JOBCTL_BENCH_POSTGRES_URL; none: SQLite only)")
     parser.add_argument("--clean", action="store_true", help="delete the bench.<N>.* keys from the Redis database and exit")
     options = parser.parse_args()
     if options.repeat < 1:
@@ -753,7 +924,7 @@ def main() -> int:
 
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    wanted = sorted(set(options.only or [1, 2, 3, 4, 5, 6]))
+    wanted = sorted(set(options.only or [1, 2, 3, 4, 5, 6, 7]))
     small, large = (10_000, 100_000) if options.quick else (100_000, 1_000_000)
     notes: list[str] = []
     stores: dict[int, Path] = {}
@@ -791,9 +962,31 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001
             redis_error = f"filling the Redis stores: {type(exc).__name__}: {exc}"
 
+    stores4: list[Store4] = []
+    aps4_error = None
+    if 7 in wanted:
+        python4 = aps4_python(options.aps4_python)
+        try:
+            if not python4.exists():
+                raise RuntimeError(f"no APScheduler 4 python at {python4} (.ci/aps4-venv.sh builds it; or --aps4-python)")
+            stores4 += [ensure_sqlite_store4(python4, n, options.rebuild, notes) for n in APS4_SIZES]
+            if options.aps4_postgres_url:
+                stores4 += [ensure_postgres_store4(python4, options.aps4_postgres_url, n, options.rebuild, notes) for n in APS4_SIZES]
+        except Exception as exc:  # noqa: BLE001 - reported in the table, the rest still runs
+            aps4_error = f"building the APScheduler 4 stores: {type(exc).__name__}: {exc}"
+
     results: list[tuple[int, Result]] = []
     for number in wanted:
         print(f"measuring {number}...", file=sys.stderr, flush=True)
+        if number == 7:
+            if aps4_error:
+                results.append((7, Result("APScheduler 4 `list -o json` ÷ `get_schedules()`", 0.35, error=aps4_error)))
+                continue
+            for name in dict.fromkeys(s.name for s in stores4):
+                done = [bench_aps4_list(python4, s, options.repeat) for s in stores4 if s.name == name]
+                done[-1].notes.append(rss_trend(done))
+                results += [(7, r) for r in done]
+            continue
         if number in (5, 6) and (redis is None or redis_error):
             result = Result(f"Redis measurement {number}", 0.35 if number == 5 else 1.5, error=redis_error)
         elif number == 1:
@@ -814,6 +1007,11 @@ def main() -> int:
     import sqlalchemy
 
     versions = f"APScheduler {getattr(apscheduler, '__version__', '?')}, SQLAlchemy {sqlalchemy.__version__}"
+    if 7 in wanted and not aps4_error:
+        probe = subprocess.run([str(python4), "-c", "import importlib.metadata as m; print(m.version('apscheduler'), m.version('sqlalchemy'))"],
+                               capture_output=True, text=True, check=False)
+        aps4, _, alchemy4 = probe.stdout.strip().partition(" ")
+        versions += f"; APScheduler {aps4} with SQLAlchemy {alchemy4} in {python4}"
     if redis is not None:
         import redis as redis_py
 
