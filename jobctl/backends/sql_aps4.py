@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from jobctl.backends.base import Page, Record, Row, Stats
-from jobctl.backends.sql_aps3 import SqlJobTable, _chunks, _first_line, _Rollback
+from jobctl.backends.sql_aps3 import SqlJobTable, _chunks, _first_line, _mysql_code, _Rollback
 from jobctl.errors import ChangeRefused, MissingStore, StoreError, notice
 
 SCHEMA_VERSION = 1  # the version of APScheduler 4's tables jobctl reads and writes
@@ -78,6 +78,8 @@ class SqlScheduleTables(SqlJobTable):
                             self.uuid_type = next((str(c["type"]) for c in inspector.get_columns(name, schema=schema) if c["name"] == "id"), "")
                 versions = [v for (v,) in connection.execute(select(self.tables["metadata"].c.schema_version)).all()]
         except self._failures() as exc:
+            if schema and _mysql_code(getattr(exc, "orig", exc)) == 1049:  # no such database
+                raise MissingStore(f"no APScheduler 4 tables (schedules, tasks, metadata) in {where}: no such database", self.name) from None
             raise self._error(exc, "cannot reach") from None
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot read {self.location}: {_first_line(exc)}") from None
@@ -322,7 +324,7 @@ class SqlScheduleTables(SqlJobTable):
 
         def work(conn: Any) -> bool:
             if conn.execute(statement).rowcount != 1:
-                raise _Rollback
+                return False  # changed meanwhile: nothing written (inside transaction() too)
             self._notify(conn, "ScheduleUpdated", schedule_id=new.id, task_id=after.get("task_id"), next_fire_time=_iso(after.get("next_fire_time")))
             return True
 
@@ -430,7 +432,7 @@ class SqlScheduleTables(SqlJobTable):
 
         def work(conn: Any) -> bool:
             if not conn.execute(select(func.count()).select_from(self.jobs).where(self._unchanged(schedule))).scalar():
-                raise _Rollback
+                return False  # the schedule changed meanwhile: nothing written
             conn.execute(insert(jobs).values(**values))
             self._notify(conn, "JobAdded", job_id=str(job_id), task_id=job.get("task_id"), schedule_id=job.get("schedule_id"))
             return True

@@ -498,28 +498,7 @@ KINDS = ["sqlite", "postgresql", "mariadb", "redis", "aps4-sqlite", "aps4-postgr
 # Contract tests a kind of store does not pass yet: (kind, test) -> (reason, strict). The store
 # fixture marks each xfail; a strict one fails the run once it passes, so the mark goes with the
 # fix. Every other (kind, test) must pass.
-_LANDS_SEPARATELY = ("APS4 export/import lands separately", False)
-_STALE_SWAP_RAISES = (
-    "bug: SqlScheduleTables.swap raises _Rollback for a schedule changed since it was read when it runs "
-    "inside transaction() (as Session.change calls it) instead of answering False, so the change is not "
-    "retried: `jobctl --kind aps4 pause X` beside `resume X` on SQLite exits 1, 'internal error: _Rollback'"
-)
-KNOWN_FAILURES: dict[tuple[str, str], tuple[str, bool]] = {
-    **{(kind, test): _LANDS_SEPARATELY
-       for kind in ("aps4-sqlite", "aps4-postgresql")
-       for test in ("test_a_missing_store_is_an_error_and_nothing_is_created",
-                    "test_export_then_import_restores_the_store_byte_for_byte")},
-    ("aps4-mariadb", "test_export_then_import_restores_the_store_byte_for_byte"): _LANDS_SEPARATELY,
-    **{(kind, "test_a_stale_write_inside_a_transaction_answers_false"): (_STALE_SWAP_RAISES, True)
-       for kind in ("aps4-sqlite", "aps4-postgresql", "aps4-mariadb")},
-    # the same bug, met by chance: on SQLite (no row locks) a pause and a resume at once find
-    # each other's write; not strict, as it depends on timing
-    ("aps4-sqlite", "test_concurrent_changes_from_many_processes_lose_nothing"): (_STALE_SWAP_RAISES, False),
-    ("aps4-mariadb", "test_a_missing_store_is_an_error_and_nothing_is_created"): (
-        "bug: on MariaDB a --schema naming no database is 'cannot reach mysql+pymysql://...: (1049, "
-        "\"Unknown database ...\")', not a missing store: `import` into it does not say how to make it "
-        "(PostgreSQL: 'no APScheduler 4 tables (schedules, tasks, metadata) in schema ...')", True),
-}
+KNOWN_FAILURES: dict[tuple[str, str], tuple[str, bool]] = {}
 _SERVERS = {"postgresql": "JOBCTL_TEST_POSTGRES_URL", "mariadb": "JOBCTL_TEST_MYSQL_URL"}
 
 
