@@ -48,8 +48,13 @@ def list_jobs(
     # jobs can be anywhere)
     paused = True if wanted == {"paused"} else (False if wanted and not wanted & {"paused", "unreadable", "mismatched"} else None)
     # without a state filter, read no more rows than are shown
-    records = session.scan(patterns, paused=paused, limit=None if wanted else limit)
-    tasks = _tasks(session) if session.backend.kind == "aps4" else None
+    tasks = None
+    fields: Sequence[str] = ()
+    if session.backend.kind == "aps4":
+        from jobctl.kinds import aps4
+
+        tasks, fields = _tasks(session), aps4.SUMMARY_FIELDS
+    records = session.scan(patterns, paused=paused, limit=None if wanted else limit, fields=fields)
 
     def rows() -> Iterator[dict[str, Any]]:
         held_back = []  # unreadable jobs go last, and are few

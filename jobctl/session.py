@@ -91,7 +91,7 @@ class Session:
 
     # --- reading ---------------------------------------------------------------------
 
-    def scan(self, patterns: Sequence[str] = (), paused: bool | None = None, limit: int | None = None, by_id: bool = False) -> Iterator[Record]:
+    def scan(self, patterns: Sequence[str] = (), paused: bool | None = None, limit: int | None = None, by_id: bool = False, fields: Sequence[str] = ()) -> Iterator[Record]:
         """Records whose id matches a pattern (every record without one), at most `limit`:
         due ones soonest first, then paused ones (or all by id, `by_id`). `paused` True gives
         only paused ones, False only due ones.
@@ -109,7 +109,7 @@ class Session:
             orders = [o for o, wanted in (("due", paused is not True), ("paused", paused is not False)) if wanted]
         # a few records (health's next five) need no page of a thousand; a filter may skip some
         first = PAGE if limit is None or patterns or (by_id and paused is not None) else max(1, min(PAGE, limit))
-        records: Iterator[Record] = itertools.chain.from_iterable(self._pages(order, patterns, first) for order in orders)
+        records: Iterator[Record] = itertools.chain.from_iterable(self._pages(order, patterns, first, fields) for order in orders)
         if patterns:
             records = (r for r in records if any(matches(r.id, p) for p in patterns))
         if by_id and paused is not None:
@@ -118,11 +118,11 @@ class Session:
             records = _once(records)
         return itertools.islice(records, limit)
 
-    def _pages(self, order: str, hint: Sequence[str], first: int = PAGE) -> Iterator[Record]:
+    def _pages(self, order: str, hint: Sequence[str], first: int = PAGE, fields: Sequence[str] = ()) -> Iterator[Record]:
         after: tuple | None = None
         size = first
         while True:
-            page = self.backend.page(order, after, size, hint)
+            page = self.backend.page(order, after, size, hint, fields) if fields else self.backend.page(order, after, size, hint)
             yield from page.records
             if page.after is None:
                 return

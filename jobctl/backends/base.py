@@ -126,12 +126,14 @@ class Backend(ABC):
         return {}
 
     @abstractmethod
-    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> Page:
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = (), fields: Sequence[str] = ()) -> Page:
         """About `size` records following the key `after` (None: from the start), read in
         one short step, and the key of the next page (None after the last). `order` is "due"
         (records with a due value, by (due, id)), "paused" (records without one) or "id"
         (every record); the last two by id where the store orders ids (SQL), else in the
-        store's own order (a Redis hash's scan order). `hint` holds id globs the caller
+        store's own order (a Redis hash's scan order). `fields`, where a record holds many
+        (APScheduler 4's rows): only these are wanted, for showing; such records are never
+        written back. `hint` holds id globs the caller
         filters by exactly; a backend may use it to read less, and may return records that
         do not match, never leave out one that does. Ids are ordered and compared by the
         store's own rules (a collation): ids unique under those rules never tie, so a key

@@ -439,7 +439,7 @@ class RedisJobKeys(Backend):
 
     # --- reading ---------------------------------------------------------------------
 
-    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> Page:
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = (), fields: Sequence[str] = ()) -> Page:
         if order == "due":
             return self._due_page(after, size)
         # ("hash", cursor), then for "id" ("orphans", cursor): the zset's members with no job

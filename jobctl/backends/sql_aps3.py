@@ -281,7 +281,7 @@ class SqlJobTable(Backend):
     def names(self) -> dict[str, str | None]:
         return {"table": self.target.table, "schema": self.target.schema}
 
-    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> Page:
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = (), fields: Sequence[str] = ()) -> Page:
         from sqlalchemy import and_, or_
 
         c = self.jobs.c

@@ -192,11 +192,14 @@ class SqlScheduleTables(SqlJobTable):
 
         return select(self.jobs)
 
-    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = ()) -> Page:
-        from sqlalchemy import and_, or_
+    def page(self, order: str, after: tuple | None, size: int, hint: Sequence[str] = (), fields: Sequence[str] = ()) -> Page:
+        from sqlalchemy import and_, or_, select
 
         c = self.jobs.c
         query = self._select()
+        if fields:  # a listing: only the columns it shows (and the key), converted alone
+            wanted = {*fields, "id", "next_fire_time", "paused"}
+            query = select(*[col for col in self.jobs.c if col.name in wanted or (col.name.endswith("_utcoffset") and col.name[:-10] in wanted)])
         if order == "due":
             query = query.where(c.next_fire_time.isnot(None), c.paused == False).order_by(c.next_fire_time, c.id)  # noqa: E712 - SQL
             if after is not None:
@@ -214,7 +217,12 @@ class SqlScheduleTables(SqlJobTable):
         fetched = self._run(lambda conn: conn.execute(query.limit(size)).all())
         keys = fetched[0]._fields if fetched else None
         rows = [self._row(r, keys) for r in fetched]
-        records = [self._record(r) for r in rows]
+        if fields:
+            # some columns only: such a record is for showing, never for writing back (a write
+            # compares every column), so it carries no raw values to send to the workers
+            records = [self._record(Row(r.fields, {})) for r in rows]
+        else:
+            records = [self._record(r) for r in rows]
         if len(records) < size:
             return Page(records, None)
         last = rows[-1].raw

@@ -203,6 +203,10 @@ def summary(schedule: Schedule, at: dt.datetime, tz: dt.tzinfo, tasks: dict[str,
     }
 
 
+# the columns `summary` reads: a listing reads only these, and sends only these to its workers
+SUMMARY_FIELDS = ("id", "trigger", "paused", "next_fire_time", "task_id", "acquired_by", "acquired_until", "coalesce", "misfire_grace_time", "max_jitter")
+
+
 def summaries(records: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, tasks: dict[str, Any]) -> list[dict[str, Any]]:
     return [summary(Schedule(*r), at, tz, tasks) for r in records]
 
