@@ -331,6 +331,7 @@ def _import_aps4(target: Target, document: dict[str, Any], replace: bool, create
     from jobctl.backends.base import Record, Row
     from jobctl.backends.sql_aps4 import SCHEMA_VERSION
     from jobctl.errors import UsageError
+    from jobctl.kinds import aps4
 
     if is_redis(target.url) or target.kind == "aps3":
         where = "a Redis store" if is_redis(target.url) else "--kind aps3"
@@ -380,7 +381,7 @@ def _import_aps4(target: Target, document: dict[str, Any], replace: bool, create
 
     # the source's running jobs do not move with it: a new task row counts none
     backend.tasks_to_add = [{**raw, "running_jobs": 0} if "running_jobs" in raw else raw for raw in tasks.values()]
-    result = session.import_(records, replace, dry_run)
+    result = session.import_(records, replace, dry_run, check=aps4.check_lease)
     present = set(stored) if dry_run else set(backend.tasks_present)
     return Imported(
         len(records), result, kind="aps4",
@@ -453,7 +454,8 @@ def history(target: Target, outcomes: Sequence[str] = (), since: dt.datetime | N
         rows = [r for r in rows if isinstance(r.fields.get("finished_at"), dt.datetime) and r.fields["finished_at"] >= since]
     if outcomes:
         rows = [r for r in rows if r.fields.get("outcome") in outcomes]
-    rows.sort(key=lambda r: r.fields.get("finished_at") or dt.datetime.min.replace(tzinfo=UTC), reverse=True)
+    oldest = dt.datetime.min.replace(tzinfo=UTC)
+    rows.sort(key=lambda r: r.fields["finished_at"] if isinstance(r.fields.get("finished_at"), dt.datetime) else oldest, reverse=True)
     note = None
     if not rows:
         note = (

@@ -239,9 +239,10 @@ class Session:
 
         return self._until_written(attempt, "the jobs kept changing while jobctl tried to remove them; nothing was removed")
 
-    def import_(self, records: Sequence[Record], replace: bool, dry_run: bool = False) -> Import:
+    def import_(self, records: Sequence[Record], replace: bool, dry_run: bool = False, check: Callable[[Record], None] | None = None) -> Import:
         """Insert records exactly as given, all or nothing; existing ids are refused unless
-        `replace`, and then replaced as they are now."""
+        `replace`, and then replaced as they are now. `check(record)` may refuse a record to
+        be replaced, as for remove."""
         if any(r.data is None for r in records):
             raise UsageError("an imported job has no stored state")
         ids = [r.id for r in records]
@@ -251,6 +252,9 @@ class Session:
             if existing and not replace:
                 shown = ", ".join(sorted(existing)[:5]) + (" …" if len(existing) > 5 else "")
                 raise ChangeRefused(f"{len(existing)} job(s) already exist ({shown}): pass --replace to overwrite them")
+            if check is not None:
+                for record in existing.values():
+                    check(record)
             result = Import([i for i in ids if i not in existing], [i for i in ids if i in existing])
             if dry_run or self.backend.insert(records, replacing=list(existing.values())):
                 return result

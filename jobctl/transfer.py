@@ -328,14 +328,23 @@ def export_aps4_lines(schedules: Iterable[Record], tasks: Callable[[], Iterable[
     yield json.dumps(header, ensure_ascii=False)[:-1] + ', "schedules": ['
     first = True
     for record in schedules:
-        yield ("\n  " if first else ",\n  ") + json.dumps(exported_schedule(record, split, readable, at, tz), ensure_ascii=False)
+        yield ("\n  " if first else ",\n  ") + _strict_json(exported_schedule(record, split, readable, at, tz), f"schedule {record.id!r}")
         first = False
     yield "\n], \"tasks\": ["
     first = True
     for raw in tasks():
-        yield ("\n  " if first else ",\n  ") + json.dumps(exported_task(raw, split), ensure_ascii=False)
+        yield ("\n  " if first else ",\n  ") + _strict_json(exported_task(raw, split), f"task {raw.get('id')!r}")
         first = False
     yield "\n]}\n"
+
+
+def _strict_json(entry: dict[str, Any], what: str) -> str:
+    """An entry as JSON that import reads back: a float that is inf or nan (stored metadata of
+    1e400, say) has no JSON number, and would make a document that no import restores."""
+    try:
+        return json.dumps(entry, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise ChangeRefused(f"{what} holds a number JSON has none for (inf or nan), which no import could restore; nothing was exported") from None
 
 
 def load(text: str) -> dict[str, Any]:

@@ -378,3 +378,59 @@ def test_fire_times_and_a_reschedule_agree_with_apscheduler_4(store):
     assert dt.datetime.fromisoformat(loaded["daily_reports"]["next_fire_time"]).weekday() == 6  # crontab's 0: Sunday
     words = json.loads(store.jobctl("show", "daily_reports", "-o", "json").stdout)["trigger"]
     assert words == "Sunday at 06:30 Europe/Paris"
+
+
+def test_damaged_rows_are_named_and_the_rest_is_served(tmp_path):
+    """Values no APScheduler wrote, one per row: each such row is unreadable (or shown as
+    stored), every other is listed and monitored, and the damaged schedule can be removed."""
+    aps4_python()
+    path = tmp_path / "damaged.sqlite"
+    write_store4(f"sqlite:///{path}")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schedules SET next_fire_time = 'soon' WHERE id = 'daily_reports'")
+        db.execute("UPDATE schedules SET next_fire_time_utcoffset = 1000000 WHERE id = 'crontab_sunday'")
+        db.execute("UPDATE schedules SET paused = 7 WHERE id = 'weekday_digest'")
+        db.execute("UPDATE schedules SET task_id = X'ff00' WHERE id = 'one_off'")
+        db.execute("UPDATE jobs SET created_at = 'yesterday' WHERE task_id = 'reports'")
+        db.execute("UPDATE job_results SET finished_at = 'never' WHERE outcome = 'error'")
+    store = Store(f"sqlite:///{path}")
+    rows = listing(store)
+    assert len(rows) == 22
+    assert rows["daily_reports"]["state"] == "unreadable" and "next_fire_time" in rows["daily_reports"]["error"]
+    assert rows["crontab_sunday"]["state"] == "unreadable"
+    assert rows["weekday_digest"]["state"] == "paused"  # as APScheduler 4 reads a 7
+    assert rows["one_off"]["task_id"] == "b'\\xff\\x00'" and rows["one_off"]["state"] == "unreadable"
+    assert rows["inventory_sync"]["state"] == "scheduled"
+    for command in (["jobs", "-o", "json"], ["tasks"], ["history", "-o", "json"], ["upcoming"], ["show", "daily_reports"], ["list"]):
+        result = store.jobctl(*command)
+        assert result.returncode == 0 and "internal error" not in result.stderr, (command, result.stderr)
+    assert "unreadable" in {job["state"] for job in json.loads(store.jobctl("jobs", "-o", "json").stdout)}
+    health = store.jobctl("health", "-o", "json")
+    report = json.loads(health.stdout)
+    assert report["status"] == "CRITICAL" and report["unreadable"] == 3  # the dead lease; the three damaged
+    refused = store.jobctl("pause", "daily_reports")
+    assert refused.returncode == 1 and "unreadable" in refused.stderr
+    assert store.jobctl("remove", "-y", "daily_reports").returncode == 0
+    assert "daily_reports" not in listing(store)
+
+
+def test_refusals_of_what_would_go_wrong(tmp_path):
+    aps4_python()
+    path = tmp_path / "refusals.sqlite"
+    write_store4(f"sqlite:///{path}")
+    store = Store(f"sqlite:///{path}")
+    before = store.digest()
+    both = store.jobctl("reschedule", "daily_reports", "--cron", "0 9 1,15 * 1-5")
+    assert both.returncode == 2 and "both" in both.stderr and both.stderr.count("\n") == 1
+    assert store.jobctl("history", "--outcome", "bogus").returncode == 2
+    assert store.jobctl("pause", "x", "--broker-url", "http://example.com").returncode == 2
+    document = tmp_path / "store.json"
+    assert store.jobctl("export", "-f", str(document)).returncode == 0
+    replaced = store.jobctl("import", str(document), "--replace", env={"JOBCTL_LOCK_TIMEOUT": "1"})
+    assert replaced.returncode == 1 and "worker-1" in replaced.stderr
+    assert store.digest() == before
+    with sqlite3.connect(path) as db:
+        db.execute("""UPDATE schedules SET metadata = '{"x": 1e400}' WHERE id = 'crontab_weekdays'""")
+    broken = store.jobctl("export", "-f", str(document))
+    assert broken.returncode == 1 and "nothing was exported" in broken.stderr
+    assert json.loads(document.read_text())["schedules"], "the earlier export is kept whole"

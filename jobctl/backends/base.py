@@ -44,6 +44,11 @@ class Record(NamedTuple):
     data: bytes | str | int | float | Row | None
 
 
+# in a Row's fields: the columns whose stored value could not be put in the common form (text
+# in a time column, say): kept as stored, and the record is unreadable to what reads it
+BAD = "_unreadable_columns"
+
+
 @dataclass(frozen=True, eq=False)
 class Row:
     """A record stored as a row of many columns (APScheduler 4's `schedules`): `raw`, every

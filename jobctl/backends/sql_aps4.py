@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from jobctl.backends.base import Page, Record, Row, Stats
+from jobctl.backends.base import BAD, Page, Record, Row, Stats
 from jobctl.backends.sql_aps3 import SqlJobTable, _chunks, _first_line, _mysql_code, _Rollback
 from jobctl.errors import ChangeRefused, MissingStore, StoreError, notice
 
@@ -111,7 +111,7 @@ class SqlScheduleTables(SqlJobTable):
         plan = _PLANS.get(key)
         if plan is None:
             plan = _PLANS[key] = self._plan(raw)
-        fields = {}
+        fields: dict[str, Any] = {}
         for name, kind in plan:
             value = raw[name]
             if value is None:
@@ -119,18 +119,23 @@ class SqlScheduleTables(SqlJobTable):
                 continue
             if isinstance(value, (bytearray, memoryview)):
                 value = bytes(value)
-            if kind == _FIRE:
-                minutes = int(raw.get(f"{name}_utcoffset") or 0)
-                zone = _OFFSETS.get(minutes) or _OFFSETS.setdefault(minutes, dt.timezone(dt.timedelta(minutes=minutes)))
-                value = dt.datetime.fromtimestamp(value / 1_000_000, tz=zone)
-            elif kind == _TIME and isinstance(value, str):
-                value = dt.datetime.fromisoformat(value)
-            elif kind == _INTERVAL and isinstance(value, (int, float)):
-                value = dt.timedelta(seconds=value / 1_000_000)
-            elif kind == _PAUSED:
-                value = bool(value)
-            elif isinstance(value, uuid.UUID):
-                value = str(value)
+            try:
+                if kind == _FIRE:
+                    minutes = int(raw.get(f"{name}_utcoffset") or 0)
+                    zone = _OFFSETS.get(minutes) or _OFFSETS.setdefault(minutes, dt.timezone(dt.timedelta(minutes=minutes)))
+                    value = dt.datetime.fromtimestamp(value / 1_000_000, tz=zone)
+                elif kind == _TIME and isinstance(value, str):
+                    value = dt.datetime.fromisoformat(value)
+                elif kind == _INTERVAL and isinstance(value, (int, float)):
+                    value = dt.timedelta(seconds=value / 1_000_000)
+                elif kind == _PAUSED:
+                    value = bool(value)
+                elif isinstance(value, uuid.UUID):
+                    value = str(value)
+            except (TypeError, ValueError, OverflowError, ArithmeticError):
+                # a value no APScheduler wrote (text in a time column, an offset of 10**6
+                # minutes): kept as stored, and the row named unreadable by what reads it
+                fields.setdefault(BAD, []).append(name)
             fields[name] = value
         return fields
 
@@ -173,7 +178,7 @@ class SqlScheduleTables(SqlJobTable):
 
     def _record(self, row: Row) -> Record:
         next_time = row.fields.get("next_fire_time")
-        due = None if row.fields.get("paused") or next_time is None else next_time.timestamp()
+        due = None if row.fields.get("paused") or not isinstance(next_time, dt.datetime) else next_time.timestamp()
         job_id = row.fields["id"]
         if not isinstance(job_id, str):
             job_id = job_id.decode("utf-8", "backslashreplace") if isinstance(job_id, bytes) else str(job_id)
@@ -207,7 +212,8 @@ class SqlScheduleTables(SqlJobTable):
                 query = query.where(and_(c.next_fire_time >= due, or_(c.next_fire_time > due, c.id > last)))
         else:
             if order == "paused":
-                query = query.where(or_(c.paused == True, c.next_fire_time.is_(None)))  # noqa: E712 - SQL
+                # any value but false (APScheduler reads a 7 as paused too), or no next fire time
+                query = query.where(or_(c.paused != False, c.next_fire_time.is_(None)))  # noqa: E712 - SQL
             query = query.order_by(c.id)
             if after is not None:
                 query = query.where(c.id > after[0])

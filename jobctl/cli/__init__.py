@@ -119,6 +119,9 @@ def target():
     if not values["url"]:
         raise UsageError("no job store given: pass --url URL or set JOBCTL_URL")
     check_url(values["url"])
+    broker = values.get("broker_url")
+    if broker and broker.split("://", 1)[0].lower() not in ("redis", "rediss", "unix"):
+        raise UsageError(f"--broker-url names APScheduler 4's Redis event broker: redis://, rediss:// or unix://, not {_masked(broker)!r}")
     # an option that names nothing in this kind of store is a mistake worth one line
     redis = is_redis(values["url"])
     for key in ("jobs_key", "run_times_key") if not redis else ("table", "schema", "kind"):
@@ -459,7 +462,7 @@ def _rows_out(rows: list[dict[str, Any]], columns: list[tuple[str, str]], no_hea
     emit(
         rows,
         [key for _, key in columns],
-        lambda row: "\t".join(render.printable(str(row.get(key))) for _, key in columns),
+        lambda row: "\t".join("" if row.get(key) is None else render.printable(str(row.get(key))) for _, key in columns),
         lambda table: render.rows_table(table, columns, headers=not no_headers),
         no_headers,
         empty,
@@ -493,7 +496,7 @@ def task_list(no_headers: bool) -> None:
 
 
 @cli.command("history")
-@click.option("--outcome", "outcomes", multiple=True, metavar="OUTCOME", help="Only results with this outcome (success, error, missed_start_deadline, ...; repeatable).")
+@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(["success", "error", "missed_start_deadline", "deserialization_failed", "cancelled", "abandoned"]), help="Only results with this outcome (repeatable).")
 @click.option("--since", metavar="DURATION", help="Only results that finished in the last DURATION: 1h, 7d.")
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many results, newest first.")
 @no_headers_option
@@ -530,6 +533,8 @@ no_notify_option = click.option(
     "--no-notify", is_flag=True, expose_value=False, callback=_no_notify,
     help="APScheduler 4 on PostgreSQL: do not announce the change to running schedulers (they see it at their next wake-up).",
 )
+
+
 
 def _apply_to_each(patterns: tuple[str, ...], change: Any, dry_run: bool) -> None:
     """Run one change per job, each its own compare-and-swap; report each; fail if any failed."""
@@ -748,6 +753,7 @@ def export_jobs(patterns: tuple[str, ...], path: str | None) -> None:
 @click.option("--replace", is_flag=True, help="Overwrite jobs whose ids already exist.")
 @click.option("--create-table", is_flag=True, help="Create the job table (as APScheduler would) if it is missing.")
 @dry_run_option
+@no_notify_option
 @connection_options(top_level=False)
 def import_jobs(path: str, replace: bool, create_table: bool, dry_run: bool) -> None:
     """Restore jobs from a `jobctl export` document (FILE, or - for standard input).

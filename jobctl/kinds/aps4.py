@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from jobctl import codec
-from jobctl.backends.base import Record, Row
+from jobctl.backends.base import BAD, Record, Row
 from jobctl.codec.display import printable, safe_repr
-from jobctl.errors import Busy, ChangeRefused, UnreadableState, notice
+from jobctl.errors import Busy, ChangeRefused, UnreadableState, UsageError, notice
 from jobctl.times import format_iso, format_time, relative
 
 LATE_AFTER = dt.timedelta(minutes=1)  # a running scheduler picks due schedules up within seconds
@@ -50,6 +50,15 @@ def decode_value(data: Any, what: str) -> Any:
     return codec.decode(data)
 
 
+# what a readable schedule's columns hold (in their common form)
+_TYPES: dict[str, Any] = {
+    "id": str, "task_id": str, "next_fire_time": dt.datetime, "last_fire_time": dt.datetime,
+    "acquired_until": dt.datetime, "acquired_by": str, "coalesce": str,
+    "misfire_grace_time": dt.timedelta, "max_jitter": dt.timedelta, "job_result_expiration_time": dt.timedelta,
+}  # fmt: skip
+_TYPE_WORDS = {name: "text" if kind is str else ("a time" if kind is dt.datetime else "a duration") for name, kind in _TYPES.items()}
+
+
 class Schedule:
     """One stored schedule. `error` is set when it is unreadable (and nothing is decoded)."""
 
@@ -64,6 +73,14 @@ class Schedule:
         self.error: str | None = None
         self._words: str | None = None
         try:
+            bad = self.fields.get(BAD)
+            if bad:
+                name = bad[0]
+                raise UnreadableState(f"its column {name} holds {safe_repr(self.fields.get(name), limit=60)}, which APScheduler 4 cannot read")
+            for name, kinds in _TYPES.items():
+                value = self.fields.get(name)
+                if value is not None and not isinstance(value, kinds):
+                    raise UnreadableState(f"its column {name} holds {safe_repr(value, limit=60)}, not {_TYPE_WORDS[name]}")
             self.trigger = decode_value(self.fields.get("trigger"), "trigger")
             from jobctl.schedule import aps4
 
@@ -167,6 +184,11 @@ def schedule_of(record: Record) -> Schedule:
 # --- what list, show and upcoming print ----------------------------------------------------
 
 
+def _text(value: Any) -> str | None:
+    """A column that should be text, as text whatever the row holds (bytes in a damaged one)."""
+    return value if value is None or isinstance(value, str) else safe_repr(value, limit=120)
+
+
 def _seconds(value: Any) -> float | None:
     return value.total_seconds() if isinstance(value, dt.timedelta) else None
 
@@ -186,18 +208,18 @@ def summary(schedule: Schedule, at: dt.datetime, tz: dt.tzinfo, tasks: dict[str,
     return {
         "id": schedule.id,
         "name": None,
-        "func": task.get("func") if task else None,
+        "func": _text(task.get("func")) if task else None,
         "trigger": words,
         "trigger_type": kind,
         "next_run_time": format_iso(when, tz),
         "next_run_in": relative(when, at) if when else None,
         "state": schedule.status(at),
         "error": schedule.error,
-        "warning": None if task else f"its task {schedule.task_id!r} is not in the tasks table: a scheduler cannot run it",
-        "task_id": schedule.task_id,
-        "acquired_by": f.get("acquired_by"),
+        "warning": None if task or not schedule.readable else f"its task {schedule.task_id!r} is not in the tasks table: a scheduler cannot run it",
+        "task_id": _text(schedule.task_id),
+        "acquired_by": _text(f.get("acquired_by")),
         "acquired_until": format_iso(until, tz) if isinstance(until, dt.datetime) else None,
-        "coalesce": f.get("coalesce"),
+        "coalesce": _text(f.get("coalesce")),
         "misfire_grace_time": _seconds(f.get("misfire_grace_time")),
         "max_jitter": _seconds(f.get("max_jitter")),
     }
@@ -333,7 +355,15 @@ def apply_change(change: Any, schedule: Schedule, at: dt.datetime, tz: dt.tzinfo
         if not schedule.paused:
             return None
         if getattr(change, "from_now", False) and schedule.next_fire_time is not None:
-            trigger, when = aps4.resume_from(schedule.trigger, schedule.next_fire_time, at)
+            try:
+                trigger, when = aps4.resume_from(schedule.trigger, schedule.next_fire_time, at)
+            except ValueError as exc:
+                raise ChangeRefused(f"cannot resume {schedule.id!r} from now: {exc}") from None
+            if when is None and not change.accept_removal:
+                raise ChangeRefused(
+                    f"{schedule.id!r} fires no more after now: resumed from now, a running scheduler would delete it "
+                    "(pass --accept-removal), or resume it without --from-now to run its missed time"
+                )
             new: dict[str, Any] = {"paused": False, "next_fire_time": when}
             if trigger is not schedule.trigger:
                 new["trigger"] = codec.encode(trigger, codec.protocol_of(schedule.fields["trigger"]))
@@ -348,6 +378,25 @@ def apply_change(change: Any, schedule: Schedule, at: dt.datetime, tz: dt.tzinfo
     raise ChangeRefused(f"jobctl cannot {change.verb} an APScheduler 4 schedule")
 
 
+_MACROS = {"@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *", "@weekly": "0 0 * * 0",
+           "@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *"}  # fmt: skip
+
+
+def _crontab_fields(expression: str) -> str:
+    """A crontab line's five fields for APScheduler 4's from_crontab, which means the same
+    numbers (0 and 7 Sunday), with crontab's @daily and friends. A line restricting both the
+    day of month and the day of week means either day to crontab, both to APScheduler 4's
+    cron trigger: refused rather than stored meaning less than was asked."""
+    text = _MACROS.get(expression.strip().lower(), expression)
+    fields = text.split()
+    if len(fields) == 5 and fields[2] != "*" and fields[4] != "*":
+        raise UsageError(
+            f"--cron {expression!r} restricts both the day of month and the day of week: crontab runs it on "
+            "either day, APScheduler 4's cron trigger only on days that are both; give one of them as *"
+        )
+    return text
+
+
 def _new_trigger(change: Any, schedule: Schedule, at: dt.datetime) -> tuple[Any, dt.datetime | None]:
     from jobctl.codec.zones import make_zone
     from jobctl.schedule import aps4
@@ -356,10 +405,14 @@ def _new_trigger(change: Any, schedule: Schedule, at: dt.datetime) -> tuple[Any,
     zone = make_zone(change.zone) if change.zone else vars(schedule.trigger).get("timezone")
     if not isinstance(zone, dt.tzinfo):
         zone = make_zone("UTC")
-    if change.cron:
-        return aps4.cron_trigger(change.cron, zone, at)
-    if change.interval:
-        return aps4.interval_trigger(parse_duration(change.interval), at, zone)
+    try:
+        if change.cron:
+            return aps4.cron_trigger(_crontab_fields(change.cron), zone, at)
+        if change.interval:
+            return aps4.interval_trigger(parse_duration(change.interval), at, zone)
+    except ValueError as exc:
+        asked = f"--cron {change.cron!r}" if change.cron else f"--interval {change.interval!r}"
+        raise UsageError(f"{asked}: {exc}") from None
     when = parse_time(str(change.at), zone)
     if when < at:
         raise ChangeRefused(f"{change.at} is in the past; use 'jobctl run {schedule.id}' to run it now")
@@ -482,21 +535,23 @@ def job_view(row: Row, at: dt.datetime, tz: dt.tzinfo, tasks: dict[str, Any]) ->
         state = "missed deadline"
     else:
         state = "pending"
-    task = tasks.get(f.get("task_id") or "")
-    created = f.get("created_at")
+    task_id = f.get("task_id")
+    task = tasks.get(task_id) if isinstance(task_id, str) else None
+    if f.get(BAD):  # a value no APScheduler wrote: shown as stored
+        state = "unreadable"
     return {
         "id": _uuid_text(f.get("id")),
-        "task_id": f.get("task_id"),
-        "func": task.get("func") if task else None,
-        "schedule_id": f.get("schedule_id"),
+        "task_id": _text(f.get("task_id")),
+        "func": _text(task.get("func")) if task else None,
+        "schedule_id": _text(f.get("schedule_id")),
         "state": state,
-        "scheduled_fire_time": format_iso(f.get("scheduled_fire_time"), tz),
-        "start_deadline": format_iso(deadline, tz) if isinstance(deadline, dt.datetime) else None,
+        "scheduled_fire_time": _time_text(f.get("scheduled_fire_time"), tz),
+        "start_deadline": _time_text(deadline, tz),
         "late_by_seconds": round((at - deadline).total_seconds(), 3) if isinstance(deadline, dt.datetime) and deadline < at and not held else None,
-        "created_at": format_iso(created, tz) if isinstance(created, dt.datetime) else None,
-        "acquired_by": f.get("acquired_by"),
-        "acquired_until": format_iso(until, tz) if isinstance(until, dt.datetime) else None,
-        "executor": f.get("executor"),
+        "created_at": _time_text(f.get("created_at"), tz),
+        "acquired_by": _text(f.get("acquired_by")),
+        "acquired_until": _time_text(until, tz),
+        "executor": _text(f.get("executor")),
     }
 
 
@@ -506,6 +561,13 @@ def queued_by_task(jobs: Iterable[Row]) -> dict[str, int]:
         task_id = str(job.fields.get("task_id"))
         waiting[task_id] = waiting.get(task_id, 0) + 1
     return waiting
+
+
+def _time_text(value: Any, tz: dt.tzinfo) -> str | None:
+    """A time column for showing: ISO 8601, or what a damaged row holds, as text."""
+    if isinstance(value, dt.datetime):
+        return format_iso(value, tz)
+    return _text(value)
 
 
 def _uuid_text(value: Any) -> str:
@@ -545,12 +607,12 @@ def result_view(row: Row, tz: dt.tzinfo, jobs: dict[str, Any] | None = None) -> 
             error = f"unreadable: {exc}"
     return {
         "job_id": _uuid_text(f.get("job_id")),
-        "outcome": f.get("outcome"),
-        "started_at": format_iso(started, tz) if isinstance(started, dt.datetime) else None,
-        "finished_at": format_iso(finished, tz) if isinstance(finished, dt.datetime) else None,
+        "outcome": _text(f.get("outcome")),
+        "started_at": _time_text(started, tz),
+        "finished_at": _time_text(finished, tz),
         "duration": round((finished - started).total_seconds(), 6) if isinstance(started, dt.datetime) and isinstance(finished, dt.datetime) else None,
         "error": error,
-        "expires_at": format_iso(f.get("expires_at"), tz) if isinstance(f.get("expires_at"), dt.datetime) else None,
+        "expires_at": _time_text(f.get("expires_at"), tz),
     }
 
 
