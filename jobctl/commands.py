@@ -179,15 +179,15 @@ def remove(target: Target, patterns: Sequence[str], dry_run: bool = False, confi
     may raise to stop; a dry run removes nothing and returns what would go."""
     session = open_session(target, write=not dry_run)
     ids = session.resolve(patterns)
-    if dry_run:
-        return Removal(removed=ids)
-    if confirm is not None:
-        confirm(ids)
     check = None
     if session.backend.kind == "aps4":  # a schedule a live scheduler holds is not removed under it
         from jobctl.kinds import aps4
 
         check = aps4.check_lease
+    if dry_run:  # what the removal would say, a live lease's refusal included
+        return session.remove(ids, dry_run=True, check=check) if check else Removal(removed=ids)
+    if confirm is not None:
+        confirm(ids)
     removal = session.remove(ids, check=check)
     return removal
 

@@ -266,7 +266,7 @@ def test_a_live_lease_is_not_changed_under_its_scheduler(store):
     result = store.jobctl("pause", "leased_live", env={"JOBCTL_LOCK_TIMEOUT": "1"})
     assert result.returncode == 1
     assert "worker-1" in result.stderr and result.stderr.count("\n") == 1
-    for command in (["remove", "-y", "leased_live"], ["reschedule", "leased_live", "--interval", "1h"], ["resume", "leased_live"]):
+    for command in (["remove", "-y", "leased_live"], ["remove", "-n", "leased_live"], ["reschedule", "leased_live", "--interval", "1h"], ["resume", "leased_live"]):
         refused = store.jobctl(*command, env={"JOBCTL_LOCK_TIMEOUT": "1"})
         assert refused.returncode == 1 and "worker-1" in refused.stderr, (command, refused.stderr)
     assert store.digest() == before
@@ -431,6 +431,10 @@ def test_refusals_of_what_would_go_wrong(tmp_path):
     assert store.digest() == before
     with sqlite3.connect(path) as db:
         db.execute("""UPDATE schedules SET metadata = '{"x": 1e400}' WHERE id = 'crontab_weekdays'""")
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM tasks WHERE id = 'shop4.tasks:cleanup'")
+    orphan = store.jobctl("run", "one_off")
+    assert orphan.returncode == 1 and "not in the tasks table" in orphan.stderr
     broken = store.jobctl("export", "-f", str(document))
     assert broken.returncode == 1 and "nothing was exported" in broken.stderr
     assert json.loads(document.read_text())["schedules"], "the earlier export is kept whole"

@@ -464,6 +464,9 @@ def run_now(session: Any, schedule_id: str, at: dt.datetime, tz: dt.tzinfo, dry_
         schedule = Schedule(*schedule_record)
         _require_readable(schedule)
         f = schedule.fields
+        if not session.backend.rows("tasks", "id", where={"id": f["task_id"]}, size=1):
+            # a scheduler takes jobs joined to their task: this one would wait for ever
+            raise ChangeRefused(f"the task {f['task_id']!r} of schedule {schedule.id!r} is not in the tasks table: no scheduler would run a job for it")
         return {
             "id": str(uuid.uuid4()),
             "task_id": f["task_id"],
