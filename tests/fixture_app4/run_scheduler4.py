@@ -38,9 +38,20 @@ def default(value):
     return repr(value)
 
 
+_OUTPUT = threading.Lock()
+
+
+def emit(line):
+    """One whole line at a time: events come from the scheduler's threads while the main
+    thread says "started", and print() writes a line and its newline apart."""
+    with _OUTPUT:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+
 def print_event(event):
     record = {"event": type(event).__name__, **event.marshal()}
-    print(json.dumps(record, default=default, ensure_ascii=False), flush=True)
+    emit(json.dumps(record, default=default, ensure_ascii=False))
 
 
 def main():
@@ -63,7 +74,7 @@ def main():
                    cleanup_interval=options.cleanup) as scheduler:
         scheduler.subscribe(print_event)
         scheduler.start_in_background()
-        print("started", flush=True)
+        emit("started")
         while not stop.wait(0.2):
             pass
         scheduler.stop()
