@@ -328,8 +328,12 @@ class SqlJobTable(Backend):
             def fetch(conn: Any, q: Any = query) -> Any:
                 return conn.execute(q).all()
 
-            found += [_record(r) for r in self._run(fetch)]
+            found += [self._from_row(r) for r in self._run(fetch)]
         return found
+
+    def _from_row(self, row: Any) -> Record:
+        """A fetched row as a Record (another kind of table says how its rows are)."""
+        return _record(row)
 
     def stats(self, now: float, warning: float, critical: float) -> Stats:
         """Counts and lateness straight from SQL: no row is decoded."""

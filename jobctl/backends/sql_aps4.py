@@ -234,19 +234,8 @@ class SqlScheduleTables(SqlJobTable):
         last = rows[-1].raw
         return Page(records, (last["next_fire_time"], last["id"]) if order == "due" else (last["id"],))
 
-    def get(self, ids: Sequence[str], lock: bool = False) -> list[Record]:
-        c = self.jobs.c
-        found: list[Record] = []
-        for chunk in _chunks(list(ids)):
-            query = self._select().where(c.id.in_(chunk))
-            if lock and self.connection is not None and self.name in ("postgresql", "mysql", "mariadb"):
-                query = query.with_for_update()
-
-            def fetch(conn: Any, q: Any = query) -> Any:
-                return conn.execute(q).all()
-
-            found += [self._record(self._row(r)) for r in self._run(fetch)]
-        return found
+    def _from_row(self, row: Any) -> Record:
+        return self._record(self._row(row))
 
     def stats(self, now: float, warning: float, critical: float) -> Stats:
         from sqlalchemy import and_, case, func, select
