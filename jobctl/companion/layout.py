@@ -1,0 +1,131 @@
+"""Where the companion keeps what it records, and in what form: the one contract between the
+companion (which writes, inside the application) and the jobctl command line (which reads).
+
+Nothing here imports anything at module level: the companion runs under the application's own
+SQLAlchemy (1.3 to 2.x) and redis-py (3 to 8), the command line under jobctl's.
+
+SQL stores (SQLAlchemyJobStore's table TABLE, in SCHEMA if any), two tables beside it:
+
+- `TABLE_runs`: one row per run of a job, columns `RUN_COLUMNS` (times are UTC epoch seconds,
+  as APScheduler 3 keeps `next_run_time`), indexed on (job_id, id) and on finished_at;
+- `TABLE_schedulers`: one row per attached scheduler, columns `SCHEDULER_COLUMNS`: its
+  heartbeat, its clean stop, and the runs it could not record.
+
+Redis stores (RedisJobStore's hash JOBS_KEY):
+
+- `JOBS_KEY.runs`: a stream, one entry per run, fields `RUN_COLUMNS` (absent when None);
+- `JOBS_KEY.last_runs`: a hash, job id -> JSON summary (`SUMMARY_FIELDS`), so that `list` and
+  `health` need not read the stream;
+- `JOBS_KEY.schedulers`: a hash, scheduler instance -> JSON object of `SCHEDULER_COLUMNS`.
+
+Wake-up: jobctl, having changed a store, sends an empty message on `wake_channel(...)`:
+PostgreSQL `pg_notify` inside the change's transaction, Redis PUBLISH once it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+# what became of a run
+SUCCESS, ERROR, MISSED, SKIPPED = "success", "error", "missed", "skipped"
+OUTCOMES = (SUCCESS, ERROR, MISSED, SKIPPED)
+
+# the bounds on what one record holds (characters)
+ERROR_MESSAGE_CHARS = 2000
+TRACEBACK_CHARS = 8000
+
+# name -> kind ("id", "text:N" a bounded string, "long" unbounded text, "float", "int")
+RUN_COLUMNS: dict[str, str] = {
+    "id": "id",
+    "job_id": "text:191",
+    "scheduled_run_time": "float",  # the run time APScheduler planned (None for none)
+    "started_at": "float",  # when the scheduler submitted the run to its executor
+    "finished_at": "float",  # when it ended (or was found missed or skipped)
+    "outcome": "text:16",  # one of OUTCOMES
+    "duration": "float",  # finished_at - started_at for runs that ran, else None
+    "error_type": "text:200",  # module.qualname of the exception
+    "error_message": "long",  # str(exception), at most ERROR_MESSAGE_CHARS
+    "traceback": "long",  # at most TRACEBACK_CHARS, its last lines kept
+    "host": "text:255",
+    "pid": "int",
+    "scheduler": "text:64",  # the scheduler instance (SCHEDULER_COLUMNS "instance")
+}
+
+SCHEDULER_COLUMNS: dict[str, str] = {
+    "instance": "text:64",  # primary key: host:pid:random
+    "host": "text:255",
+    "pid": "int",
+    "started_at": "float",
+    "heartbeat_at": "float",  # the last heartbeat
+    "interval": "float",  # seconds between heartbeats
+    "stopped_at": "float",  # a clean shutdown (None while running, or after a crash)
+    "unrecorded": "int",  # runs that could not be recorded, in all
+    "unrecorded_since": "float",  # the first run not recorded (None: none)
+    "unrecorded_until": "float",  # the last one
+    "apscheduler": "text:32",  # the application's APScheduler release
+}
+
+SUMMARY_FIELDS = ("last_outcome", "last_finished_at", "last_success_at", "failures_in_row", "last_error")
+
+
+def runs_table_name(table: str) -> str:
+    return f"{table}_runs"
+
+
+def schedulers_table_name(table: str) -> str:
+    return f"{table}_schedulers"
+
+
+def runs_key(jobs_key: str) -> str:
+    return f"{jobs_key}.runs"
+
+
+def last_runs_key(jobs_key: str) -> str:
+    return f"{jobs_key}.last_runs"
+
+
+def schedulers_key(jobs_key: str) -> str:
+    return f"{jobs_key}.schedulers"
+
+
+def wake_channel(table_or_jobs_key: str, schema: str | None = None) -> str:
+    """The channel jobctl wakes attached schedulers on: `jobctl.wake.` + the schema-qualified
+    table (or the Redis jobs key). PostgreSQL channels are at most 63 bytes: a longer name is
+    cut and ends in a short hash of the whole."""
+    name = f"jobctl.wake.{schema + '.' if schema else ''}{table_or_jobs_key}"
+    if len(name.encode()) > 63:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = name.encode()[:52].decode(errors="ignore") + "." + digest
+    return name
+
+
+def sql_tables(metadata: Any, table: str, schema: str | None = None) -> tuple[Any, Any]:
+    """The runs and schedulers tables as SQLAlchemy `Table`s in `metadata` (any SQLAlchemy from
+    1.3): (runs, schedulers)."""
+    from sqlalchemy import BigInteger, Column, Float, Index, Integer, Table, Text, Unicode
+
+    def columns(spec: dict[str, str]) -> list[Any]:
+        made = []
+        for name, kind in spec.items():
+            if kind == "id":
+                made.append(Column(name, BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
+            elif kind.startswith("text:"):
+                made.append(Column(name, Unicode(int(kind[5:])), primary_key=(name == "instance")))
+            elif kind == "long":
+                made.append(Column(name, Text))
+            elif kind == "float":
+                made.append(Column(name, Float(25)))
+            else:
+                made.append(Column(name, Integer))
+        return made
+
+    runs_name = runs_table_name(table)
+    runs = Table(
+        runs_name, metadata, *columns(RUN_COLUMNS),
+        Index(f"ix_{runs_name}_job_id_id", "job_id", "id"),
+        Index(f"ix_{runs_name}_finished_at", "finished_at"),
+        schema=schema,
+    )
+    schedulers = Table(schedulers_table_name(table), metadata, *columns(SCHEDULER_COLUMNS), schema=schema)
+    return runs, schedulers
