@@ -106,7 +106,7 @@ def sql_tables(metadata: Any, table: str, schema: str | None = None) -> tuple[An
     from sqlalchemy import BigInteger, Column, Float, Index, Integer, Table, Text, Unicode
 
     def columns(spec: dict[str, str]) -> list[Any]:
-        made = []
+        made: list[Any] = []
         for name, kind in spec.items():
             if kind == "id":
                 made.append(Column(name, BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
