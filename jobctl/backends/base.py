@@ -26,7 +26,10 @@ import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from jobctl.backends.runs import RunLog
 
 
 class Record(NamedTuple):
@@ -181,6 +184,11 @@ class Backend(ABC):
     def stats(self, now: float, warning: float, critical: float) -> Stats | None:
         """Counts from the store's own aggregates, or None to have the caller count a scan.
         `warning` and `critical` are due values: records due before them are late, overdue."""
+        return None
+
+    def run_log(self) -> RunLog | None:
+        """What jobctl's companion records beside this store (runs, heartbeats), or None
+        where it records nothing."""
         return None
 
     def undo_create(self) -> None:  # noqa: B027 - optional: a backend that cannot create has nothing to undo

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlsplit
 
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.deadline import Cut
 from jobctl.errors import JobctlError, MissingStore, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from jobctl.backends.runs import RunLog
 
 CONNECT_TIMEOUT = 5  # seconds (or JOBCTL_TIMEOUT, if less): an unreachable server fails fast
 ID_CHUNK = 1000  # ids per read script: a few milliseconds of Redis's time
@@ -571,6 +574,17 @@ class RedisJobKeys(Backend):
         for record in new:
             args += [_id_bytes(record.id), record.data, _score(record.due)]
         return bool(self._run("insert", args, writes=True))
+
+    def run_log(self) -> RunLog | None:
+        """The companion's stream and hashes beside the jobs keys (jobctl.companion.layout),
+        once it has written any."""
+        from jobctl.backends.runs import RedisRunLog
+        from jobctl.companion import layout
+
+        jobs_key = self.target.jobs_key
+        keys = [layout.runs_key(jobs_key), layout.last_runs_key(jobs_key), layout.schedulers_key(jobs_key)]
+        present = self._call(lambda: self.client.exists(*keys), "Redis error on")
+        return RedisRunLog(self) if present else None
 
     def close(self) -> None:
         self.client.close()

@@ -13,12 +13,15 @@ import copy
 import importlib.util
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.deadline import Cut
 from jobctl.backends.sqlite_files import SqliteFile
 from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError
+
+if TYPE_CHECKING:
+    from jobctl.backends.runs import RunLog
 
 CONNECT_TIMEOUT = 5  # seconds (or JOBCTL_TIMEOUT, if less): an unreachable server fails fast
 ID_CHUNK = 500  # ids per IN (...) list: under every database's limit on bound parameters
@@ -384,6 +387,24 @@ class SqlJobTable(Backend):
             return True
 
         return self._run(work, writes=True)
+
+    def run_log(self) -> RunLog | None:
+        """The companion's tables beside the job table (jobctl.companion.layout), when it made them."""
+        from sqlalchemy import MetaData, inspect
+
+        from jobctl.backends.runs import SqlRunLog
+        from jobctl.companion import layout
+
+        def present(conn: Any) -> tuple[bool, bool]:
+            inspector = inspect(conn)
+            names = (layout.runs_table_name(self.target.table), layout.schedulers_table_name(self.target.table))
+            return inspector.has_table(names[0], schema=self.target.schema), inspector.has_table(names[1], schema=self.target.schema)
+
+        runs_there, schedulers_there = self._run(present)
+        if not runs_there:
+            return None
+        runs, schedulers = layout.sql_tables(MetaData(), self.target.table, self.target.schema)
+        return SqlRunLog(self, runs, schedulers if schedulers_there else None)
 
     def undo_create(self) -> None:
         """Drop the table (and SQLite file) this backend made, but only while it is empty: a

@@ -50,6 +50,10 @@ class SqlScheduleTables(SqlJobTable):
 
     kind = "aps4"
 
+    def run_log(self) -> None:
+        """APScheduler 4 keeps its own job results (the job_results table); the companion is for APScheduler 3."""
+        return None
+
     def _table(self) -> Any:
         from sqlalchemy import Column, MetaData, Table, inspect, select
         from sqlalchemy.exc import SQLAlchemyError

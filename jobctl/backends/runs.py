@@ -1,0 +1,251 @@
+"""Reading what the companion records beside an APScheduler 3 store: runs and heartbeats.
+
+The companion (jobctl.companion, inside the application) writes them; the layout is
+jobctl.companion.layout. A backend gives a `RunLog` over its own connection, so every read is
+bounded and its errors are jobctl's own, as for the jobs; it gives None where nothing is
+recorded (the companion never attached), and the command line says so.
+
+Every method answers plain dicts with times as UTC epoch seconds, the layout's names:
+- `runs`: newest first (by finished_at), filtered by job ids or globs, outcomes, a time;
+- `summaries`: per job, the last run's outcome and time, the last success, consecutive
+  errors up to the last run, and the last error;
+- `schedulers`: one per scheduler that ever attached, with its heartbeat.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from jobctl.companion import layout
+
+RUN_FIELDS = tuple(name for name in layout.RUN_COLUMNS if name != "id")
+_GLOB_CHARS = set("*?[")
+
+
+def _matcher(patterns: Sequence[str]) -> Any:
+    import fnmatch
+
+    if not patterns:
+        return lambda job_id: True
+    return lambda job_id: any(job_id == p or fnmatch.fnmatchcase(job_id, p) for p in patterns)
+
+
+class RunLog(ABC):
+    @abstractmethod
+    def runs(self, patterns: Sequence[str] = (), outcomes: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """At most `limit` runs, newest first: of jobs whose id is or matches one of
+        `patterns` (all jobs when none), with one of `outcomes` (any when none), finished at
+        or after `since`."""
+
+    @abstractmethod
+    def summaries(self, job_ids: Sequence[str] | None = None, failing: bool = False) -> dict[str, dict[str, Any]]:
+        """job id -> layout.SUMMARY_FIELDS, for these jobs (all recorded jobs when None);
+        `failing`: only jobs whose last run ended in an error."""
+
+    @abstractmethod
+    def schedulers(self) -> list[dict[str, Any]]:
+        """Every scheduler the companion has seen attached to this store."""
+
+
+class SqlRunLog(RunLog):
+    """The `TABLE_runs` and `TABLE_schedulers` tables, read through the job table's backend."""
+
+    PAGE = 500
+
+    def __init__(self, backend: Any, runs: Any, schedulers: Any | None) -> None:
+        self.backend = backend
+        self.runs_table = runs
+        self.schedulers_table = schedulers
+
+    def _read(self, query: Any) -> list[dict[str, Any]]:
+        return [dict(row._mapping) for row in self.backend._run(lambda conn: conn.execute(query).all())]
+
+    def runs(self, patterns: Sequence[str] = (), outcomes: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        from sqlalchemy import and_, or_, select
+
+        from jobctl.backends.sql_aps3 import _like
+
+        c = self.runs_table.c
+        query = select(*[c[name] for name in layout.RUN_COLUMNS]).order_by(c.finished_at.desc(), c.id.desc())
+        if patterns:
+            clauses = []
+            for pattern in patterns:
+                clauses.append(c.job_id == pattern)
+                if _GLOB_CHARS & set(pattern):
+                    clauses.append(c.job_id.like(_like(pattern), escape="\\"))
+            query = query.where(or_(*clauses))
+        if outcomes:
+            query = query.where(c.outcome.in_(list(outcomes)))
+        if since is not None:
+            query = query.where(c.finished_at >= since)
+        wanted, after = _matcher(patterns), None
+        found: list[dict[str, Any]] = []
+        while len(found) < limit:
+            page = query
+            if after is not None:  # keyset: the LIKE prefilter may return rows the glob does not match
+                page = page.where(or_(c.finished_at < after[0], and_(c.finished_at == after[0], c.id < after[1])))
+            rows = self._read(page.limit(self.PAGE))
+            found += [row for row in rows if isinstance(row.get("job_id"), str) and wanted(row["job_id"])]
+            if len(rows) < self.PAGE:
+                break
+            after = (rows[-1]["finished_at"], rows[-1]["id"])
+        return found[:limit]
+
+    def summaries(self, job_ids: Sequence[str] | None = None, failing: bool = False) -> dict[str, dict[str, Any]]:
+        from sqlalchemy import and_, func, or_, select
+
+        c = self.runs_table.c
+        latest = select(c.job_id, func.max(c.id).label("id")).group_by(c.job_id)
+        success = select(c.job_id, func.max(c.id).label("id"), func.max(c.finished_at).label("at")).where(c.outcome == layout.SUCCESS).group_by(c.job_id)
+        errors = select(c.job_id, func.max(c.id).label("id")).where(c.outcome == layout.ERROR).group_by(c.job_id)
+        if job_ids is not None:
+            ids = list(job_ids)
+            latest, success, errors = (q.where(c.job_id.in_(ids)) for q in (latest, success, errors))
+        latest_q, success_q, errors_q = latest.subquery(), success.subquery(), errors.subquery()
+        last = select(c.job_id, c.outcome, c.finished_at, c.error_type, c.error_message).join(latest_q, c.id == latest_q.c.id)
+        if failing:
+            last = last.where(c.outcome == layout.ERROR)
+        last_error = select(c.job_id, c.error_type, c.error_message).join(errors_q, c.id == errors_q.c.id)
+        # errors since the last success (every error when there was none): consecutive failures
+        in_row = (
+            select(c.job_id, func.count().label("n"))
+            .select_from(self.runs_table.outerjoin(success_q, success_q.c.job_id == c.job_id))
+            .where(and_(c.outcome == layout.ERROR, or_(success_q.c.id.is_(None), c.id > success_q.c.id)))
+            .group_by(c.job_id)
+        )
+        if job_ids is not None:
+            in_row = in_row.where(c.job_id.in_(list(job_ids)))
+        out: dict[str, dict[str, Any]] = {}
+        for row in self._read(last):
+            out[row["job_id"]] = {
+                "last_outcome": row["outcome"],
+                "last_finished_at": row["finished_at"],
+                "last_success_at": None,
+                "failures_in_row": 0,
+                "last_error": None,
+            }
+        if not out:
+            return out
+        for row in self._read(select(success_q.c.job_id, success_q.c.at)):
+            if row["job_id"] in out:
+                out[row["job_id"]]["last_success_at"] = row["at"]
+        for row in self._read(in_row):
+            if row["job_id"] in out:
+                out[row["job_id"]]["failures_in_row"] = int(row["n"])
+        for row in self._read(last_error):
+            if row["job_id"] in out:
+                out[row["job_id"]]["last_error"] = error_text(row)
+        return out
+
+    def schedulers(self) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        if self.schedulers_table is None:
+            return []
+        return self._read(select(self.schedulers_table))
+
+
+class RedisRunLog(RunLog):
+    """The `JOBS_KEY.runs` stream, `.last_runs` and `.schedulers` hashes, read through the
+    jobs keys' backend."""
+
+    PAGE = 500
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        jobs_key = backend.target.jobs_key
+        self.runs_key = layout.runs_key(jobs_key)
+        self.last_runs_key = layout.last_runs_key(jobs_key)
+        self.schedulers_key = layout.schedulers_key(jobs_key)
+
+    def _call(self, work: Any) -> Any:
+        return self.backend._call(work, "Redis error on")
+
+    def runs(self, patterns: Sequence[str] = (), outcomes: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        client, wanted = self.backend.client, _matcher(patterns)
+        low = "-" if since is None else str(int(since * 1000))  # stream ids are milliseconds
+        found: list[dict[str, Any]] = []
+        high = "+"
+        while len(found) < limit:
+            entries = self._call(lambda high=high: client.xrevrange(self.runs_key, high, low, count=self.PAGE))
+            for entry_id, fields in entries:
+                run = stream_run(entry_id, fields)
+                if wanted(run["job_id"] or "") and (not outcomes or run["outcome"] in outcomes) and (since is None or (run["finished_at"] or 0) >= since):
+                    found.append(run)
+            if len(entries) < self.PAGE:
+                break
+            high = "(" + _text(entries[-1][0])
+        found.sort(key=lambda run: (run["finished_at"] or 0, run["id"]), reverse=True)
+        return found[:limit]
+
+    def summaries(self, job_ids: Sequence[str] | None = None, failing: bool = False) -> dict[str, dict[str, Any]]:
+        client = self.backend.client
+        if job_ids is None:
+            raw = self._call(lambda: client.hgetall(self.last_runs_key))
+            pairs = list(raw.items())
+        else:
+            ids = list(job_ids)
+            pairs = []
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                values = self._call(lambda chunk=chunk: client.hmget(self.last_runs_key, chunk)) if chunk else []
+                pairs += [(job_id, value) for job_id, value in zip(chunk, values, strict=True) if value is not None]
+        out = {}
+        for key, value in pairs:
+            summary = _json_object(value)
+            if summary is not None and (not failing or summary.get("last_outcome") == layout.ERROR):
+                out[_text(key)] = {name: summary.get(name) for name in layout.SUMMARY_FIELDS}
+        return out
+
+    def schedulers(self) -> list[dict[str, Any]]:
+        raw = self._call(lambda: self.backend.client.hgetall(self.schedulers_key))
+        out = []
+        for key, value in raw.items():
+            row = _json_object(value)
+            if row is not None:
+                out.append({**{name: row.get(name) for name in layout.SCHEDULER_COLUMNS}, "instance": _text(key)})
+        return out
+
+
+def error_text(row: dict[str, Any]) -> str | None:
+    """'Type: message', as history shows an error (None for a run without one)."""
+    kind, message = row.get("error_type"), row.get("error_message")
+    if not kind and not message:
+        return None
+    short = (kind or "").rsplit(".", 1)[-1]
+    return f"{short}: {message}" if message else short
+
+
+def stream_run(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
+    """One stream entry as a run: numbers made numbers, absent fields None."""
+    values = {_text(k): _text(v) for k, v in fields.items()}
+    run: dict[str, Any] = {"id": _text(entry_id)}
+    for name, kind in layout.RUN_COLUMNS.items():
+        if name == "id":
+            continue
+        value = values.get(name)
+        if value is None or value == "":
+            run[name] = None
+        elif kind in ("float", "int"):
+            try:
+                run[name] = float(value) if kind == "float" else int(value)
+            except ValueError:
+                run[name] = None
+        else:
+            run[name] = value
+    return run
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _json_object(value: Any) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(value)
+    except (ValueError, TypeError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
