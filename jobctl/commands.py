@@ -56,9 +56,14 @@ def list_jobs(
         tasks, fields = _tasks(session), aps4.SUMMARY_FIELDS
     records = session.scan(patterns, paused=paused, limit=None if wanted else limit, fields=fields)
 
+    listed = summaries(records, at, tz, tasks=tasks)
+    log = session.backend.run_log()
+    if log is not None:
+        listed = _with_last_runs(listed, log, tz)
+
     def rows() -> Iterator[dict[str, Any]]:
         held_back = []  # unreadable jobs go last, and are few
-        for row in summaries(records, at, tz, tasks=tasks):
+        for row in listed:
             if wanted and row["state"] not in wanted:
                 continue
             if row["state"] == "unreadable":
@@ -68,6 +73,21 @@ def list_jobs(
         yield from held_back
 
     return itertools.islice(rows(), limit)
+
+
+def _with_last_runs(rows: Iterator[dict[str, Any]], log: Any, tz: dt.tzinfo, batch: int = 500) -> Iterator[dict[str, Any]]:
+    """Each row with its last recorded run's outcome and end (`last_outcome`, `last_run_at`),
+    looked up `batch` jobs at a time so that memory stays flat however many are listed."""
+    from jobctl.history import when
+    from jobctl.times import format_iso
+
+    while chunk := list(itertools.islice(rows, batch)):
+        found = log.summaries([row["id"] for row in chunk])
+        for row in chunk:
+            summary = found.get(row["id"], {})
+            row["last_outcome"] = summary.get("last_outcome")
+            row["last_run_at"] = format_iso(when(summary.get("last_finished_at")), tz)
+            yield row
 
 
 def show(target: Target, job_id: str, count: int = 5, at: dt.datetime | None = None, tz: dt.tzinfo = UTC) -> dict[str, Any]:
@@ -80,7 +100,16 @@ def show(target: Target, job_id: str, count: int = 5, at: dt.datetime | None = N
         from jobctl.kinds import aps4
 
         return aps4.detail(aps4.Schedule(*record), at or _now(), tz, _tasks(session), count)
-    return job_detail(Job(*record), at or _now(), tz, count)
+    detail = job_detail(Job(*record), at or _now(), tz, count)
+    log = session.backend.run_log()
+    if log is not None:  # what the companion recorded: the last runs, and the last success
+        from jobctl.history import run_view, when
+        from jobctl.times import format_iso
+
+        detail["last_runs"] = [run_view(run, tz) for run in log.runs([job_id], limit=5) if run.get("job_id") == job_id]
+        summary = log.summaries([job_id]).get(job_id, {})
+        detail["last_success"] = format_iso(when(summary.get("last_success_at")), tz)
+    return detail
 
 
 def _tasks(session: Any) -> dict[str, dict[str, Any]]:
@@ -393,7 +422,10 @@ def _import_aps4(target: Target, document: dict[str, Any], replace: bool, create
 # --- health ------------------------------------------------------------------------------------
 
 
-def health(target: Target | Callable[[], Target], at: dt.datetime | None = None, warning: dt.timedelta = dt.timedelta(minutes=5), critical: dt.timedelta = dt.timedelta(hours=1), next_count: int = 5) -> Any:
+def health(
+    target: Target | Callable[[], Target], at: dt.datetime | None = None, warning: dt.timedelta = dt.timedelta(minutes=5),
+    critical: dt.timedelta = dt.timedelta(hours=1), next_count: int = 5, failures: int = 3, heartbeat: dt.timedelta | None = None,
+) -> Any:
     """The monitoring check (a `jobctl.health.Report`): a store that cannot be opened or read
     is UNKNOWN, never an exception. `target` may be a function, so that resolving it (a
     config file, a URL) fails inside the check too."""
@@ -402,7 +434,7 @@ def health(target: Target | Callable[[], Target], at: dt.datetime | None = None,
     def open_it() -> Any:
         return open_session(target() if callable(target) else target)
 
-    return checks.check(open_it, at or _now(), warning, critical, next_count)
+    return checks.check(open_it, at or _now(), warning, critical, next_count, failures, heartbeat)
 
 
 # --- APScheduler 4: the job queue, tasks and results -------------------------------------------
@@ -441,14 +473,33 @@ def tasks(target: Target) -> list[dict[str, Any]]:
 class History:
     runs: list[dict[str, Any]]
     note: str | None = None  # why there may be nothing to show
+    gaps: list[str] = field(default_factory=list)  # runs the companion could not record
 
 
-def history(target: Target, outcomes: Sequence[str] = (), since: dt.datetime | None = None, limit: int = 100, tz: dt.tzinfo = UTC) -> History:
-    """The job results an APScheduler 4 store keeps, newest first. A store keeps a result only
-    for jobs whose result expiration time is above zero (the default is zero), until then."""
+def history(target: Target, patterns: Sequence[str] = (), outcomes: Sequence[str] = (), since: dt.datetime | None = None, limit: int = 100, tz: dt.tzinfo = UTC) -> History:
+    """What ran, newest first: on APScheduler 3 the runs jobctl's companion records beside the
+    store (none without it: `note` says how to turn it on), on APScheduler 4 the job results
+    the store keeps. `patterns` are job ids or globs (APScheduler 4: schedule ids)."""
+    from jobctl.history import NOT_RECORDED, gaps, run_view
+
+    session = open_session(target)
+    if session.backend.kind == "aps4":
+        return _history_aps4(session, patterns, outcomes, since, limit, tz)
+    log = session.backend.run_log()
+    if log is None:
+        return History([], NOT_RECORDED)
+    start = None if since is None else since.timestamp()
+    runs = [run_view(run, tz) for run in log.runs(patterns, outcomes, start, limit)]
+    note = None if runs else "no runs recorded" + (" match" if patterns or outcomes or since else " yet")
+    return History(runs, note, gaps(log.schedulers(), tz))
+
+
+def _history_aps4(session: Any, patterns: Sequence[str], outcomes: Sequence[str], since: dt.datetime | None, limit: int, tz: dt.tzinfo) -> History:
+    """The job results an APScheduler 4 store keeps. A store keeps a result only for jobs
+    whose result expiration time is above zero (the default is zero), until then."""
     from jobctl.kinds import aps4
+    from jobctl.session import matches
 
-    session = _aps4_session(target, "history")
     rows = aps4.read_all(session.backend, "job_results")
     if since is not None:
         rows = [r for r in rows if isinstance(r.fields.get("finished_at"), dt.datetime) and r.fields["finished_at"] >= since]
@@ -456,10 +507,60 @@ def history(target: Target, outcomes: Sequence[str] = (), since: dt.datetime | N
         rows = [r for r in rows if r.fields.get("outcome") in outcomes]
     oldest = dt.datetime.min.replace(tzinfo=UTC)
     rows.sort(key=lambda r: r.fields["finished_at"] if isinstance(r.fields.get("finished_at"), dt.datetime) else oldest, reverse=True)
+    views = [aps4.result_view(r, tz) for r in rows]
+    if patterns:
+        views = [v for v in views if any(matches(str(v.get("job_id")), p) for p in patterns)]
     note = None
-    if not rows:
+    if not views:
         note = (
             "no job results are kept: APScheduler 4 stores a result only when the job's result expiration "
             "time is above zero (add_schedule(..., job_result_expiration_time=...)), and deletes it when it expires"
         )
-    return History([aps4.result_view(r, tz) for r in rows[:limit]], note)
+    return History(views[:limit], note)
+
+
+@dataclass
+class Waited:
+    """The run `run --wait` waited for (None when none came in time)."""
+
+    run: dict[str, Any] | None
+    waited: float
+
+
+def wait_target(target: Target, patterns: Sequence[str]) -> str:
+    """The one job `run --wait` makes due, checked before anything changes: one job, on a
+    store whose runs jobctl's companion records."""
+    from jobctl.errors import UsageError
+    from jobctl.history import NOT_RECORDED
+
+    session = open_session(target)
+    if session.backend.kind == "aps4":
+        raise UsageError("run --wait reads the runs jobctl's companion records beside APScheduler 3 stores; on APScheduler 4 see 'jobctl jobs' and 'jobctl history'")
+    ids = session.resolve(patterns)
+    if len(ids) != 1:
+        raise UsageError(f"run --wait waits for one job; {len(ids)} match: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}")
+    if session.backend.run_log() is None:
+        raise ChangeRefused(f"run --wait cannot see the run, so nothing was changed: {NOT_RECORDED}")
+    return ids[0]
+
+
+def wait_for_run(target: Target, job_id: str, after: float, timeout: float, tz: dt.tzinfo = UTC, poll: float = 0.2) -> Waited:
+    """Wait until the companion records a run of `job_id` planned at or after `after` (UTC
+    epoch seconds: `jobctl run` made it due then), for at most `timeout` seconds."""
+    import time
+
+    from jobctl.history import run_view
+
+    session = open_session(target)
+    log = session.backend.run_log()
+    started = time.monotonic()
+    while True:
+        for run in log.runs([job_id], since=after - 1, limit=20) if log is not None else []:
+            planned = run.get("scheduled_run_time")
+            if run.get("job_id") == job_id and isinstance(planned, (int, float)) and planned >= after - 0.001:
+                return Waited(run_view(run, tz), time.monotonic() - started)
+        if time.monotonic() - started >= timeout:
+            return Waited(None, time.monotonic() - started)
+        time.sleep(poll)
+        if log is None:
+            log = session.backend.run_log()

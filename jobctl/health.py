@@ -26,6 +26,16 @@ SHOWN = 20  # at most this many late or unreadable jobs are listed
 
 
 @dataclass
+class Runs:
+    """What the companion's records add: jobs whose last run failed, and the schedulers."""
+
+    failing: list[dict[str, Any]]  # job id, failures_in_row, last_error, last_finished_at
+    schedulers: list[dict[str, Any]]
+    alive: list[dict[str, Any]]
+    gaps: list[str]
+
+
+@dataclass
 class Report:
     status: str
     reason: str
@@ -40,15 +50,21 @@ class Report:
     unreadable_jobs: list[Job] = field(default_factory=list)
     mismatched_jobs: list[Job] = field(default_factory=list)
     queue: Any = None  # APScheduler 4: jobctl.kinds.aps4.Queue (leases, jobs, tasks)
+    failures: int = 3  # consecutive failed runs that make a job CRITICAL
+    heartbeat: dt.timedelta | None = None  # a scheduler is dead past this (None: 3 of its intervals)
+    runs: Runs | None = None  # what the companion recorded (None: nothing recorded)
 
     @property
     def exit_code(self) -> int:
         return STATUSES.index(self.status)
 
 
-def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelta, critical: dt.timedelta, next_count: int) -> Report:
+def check(
+    open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelta, critical: dt.timedelta, next_count: int,
+    failures: int = 3, heartbeat: dt.timedelta | None = None,
+) -> Report:
     """Evaluate the store. Anything that stops the check is UNKNOWN, never a traceback."""
-    report = Report("UNKNOWN", "", at, warning, critical)
+    report = Report("UNKNOWN", "", at, warning, critical, failures=failures, heartbeat=heartbeat)
     try:
         session = open_session()
         now_ts = utc_timestamp(at)
@@ -91,6 +107,8 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
 
             report.queue = queue_problems(session.backend, at, warning)
             counts.update(report.queue.counts)
+        else:
+            report.runs = _runs(session, report, now_ts)
         report.counts = counts
     except JobctlError as exc:
         report.reason = str(exc)
@@ -100,6 +118,24 @@ def check(open_session: Callable[[], Any], at: dt.datetime, warning: dt.timedelt
         return report
     report.status, report.reason = _verdict(report)
     return report
+
+
+def _runs(session: Any, report: Report, now: float) -> Runs | None:
+    """The companion's records: jobs (still in the store, not paused) whose last run failed,
+    and which schedulers are alive."""
+    from jobctl.history import gaps, is_alive
+
+    log = session.backend.run_log()
+    if log is None:
+        return None
+    failing = log.summaries(failing=True)
+    active = {job.id for job in (Job(*r) for r in session.get_many(sorted(failing)).values()) if job.next_run_timestamp is not None} if failing else set()
+    rows = [{"id": job_id, **summary} for job_id, summary in failing.items() if job_id in active]
+    rows.sort(key=lambda row: (-(row["failures_in_row"] or 0), row["id"]))
+    schedulers = log.schedulers()
+    seconds = None if report.heartbeat is None else report.heartbeat.total_seconds()
+    alive = [s for s in schedulers if is_alive(s, now, seconds)]
+    return Runs(rows, schedulers, alive, gaps(schedulers, dt.timezone.utc))
 
 
 def _plural(count: int, noun: str) -> str:
@@ -113,12 +149,24 @@ def _verdict(report: Report) -> tuple[str, str]:
         return "CRITICAL", "; ".join(queue.dead_leases[:3]) + ": did that scheduler die?"
     oldest = report.late_jobs[0] if report.late_jobs else None
     oldest_text = f" (oldest: {oldest.id}, due {relative(oldest.due_time, report.at)})" if oldest and oldest.due_time else ""
+    critical = []
+    runs = report.runs
+    if runs is not None and runs.schedulers and not runs.alive and c["active"]:
+        critical.append(_no_scheduler(runs, report))
     if c["overdue"]:
-        return "CRITICAL", (
+        critical.append(
             f"{_plural(c['overdue'], 'job')} overdue by more than {format_duration(report.critical)}{oldest_text}: "
             "is the scheduler running?"
         )
+    failing = runs.failing if runs is not None else []
+    repeated = [row for row in failing if (row["failures_in_row"] or 0) >= report.failures]
+    if repeated:
+        critical.append(f"{_failed(repeated)} failed {report.failures} or more runs in a row")
+    if critical:
+        return "CRITICAL", "; ".join(critical)
     problems = []
+    if failing:
+        problems.append(f"{_failed(failing)}: the last run failed")
     if c["late"]:
         problems.append(f"{_plural(c['late'], 'job')} late by more than {format_duration(report.warning)}{oldest_text}")
     # above SCAN_LIMIT only the jobs shown were decoded: their counts are a floor
@@ -140,6 +188,34 @@ def _verdict(report: Report) -> tuple[str, str]:
     return "OK", text
 
 
+def _failed(rows: list[dict[str, Any]]) -> str:
+    """'2 jobs (report: ValueError: no data, sync)': the first few, with the first's error."""
+    names = [row["id"] + (f": {row['last_error']}" if n == 0 and row.get("last_error") else "") for n, row in enumerate(rows[:3])]
+    more = f", {len(rows) - 3} more" if len(rows) > 3 else ""
+    return f"{_plural(len(rows), 'job')} ({', '.join(names)}{more})"
+
+
+def _no_scheduler(runs: Runs, report: Report) -> str:
+    """No scheduler's heartbeat is fresh: name the one heard from last, and when."""
+    from jobctl.history import describe, last_seen, when
+
+    last = last_seen(runs.schedulers)
+    assert last is not None
+    if last.get("stopped_at") is not None:
+        seen = f"{describe(last)} stopped {relative(when(last['stopped_at']), report.at)}"
+    else:
+        seen = f"{describe(last)}, last heartbeat {relative(when(last.get('heartbeat_at')), report.at)}"
+    return f"no scheduler is running: {seen}"
+
+
+def heartbeat_age(report: Report) -> float | None:
+    """Seconds since the newest heartbeat of any scheduler (None: none recorded)."""
+    if report.runs is None:
+        return None
+    beats = [s["heartbeat_at"] for s in report.runs.schedulers if isinstance(s.get("heartbeat_at"), (int, float))]
+    return max(0.0, report.at.timestamp() - max(beats)) if beats else None
+
+
 def perfdata(report: Report) -> str:
     c = report.counts
     if not c:
@@ -149,7 +225,19 @@ def perfdata(report: Report) -> str:
         f"jobs={c['total']};;;0 active={c['active']};;;0 paused={c['paused']};;;0 "
         f"late={c['late']};;;0 overdue={c['overdue']};;;0 unreadable={c['unreadable']};;;0 mismatched={c['mismatched']};;;0 "
         f"lateness={f'{int(report.max_lateness)}s' if math.isfinite(report.max_lateness) else 'U'};{warn};{crit};0"
-    ) + "".join(f" {name}={c[name]};;;0" for name in ("queued", "dead_leases", "missed_deadline", "tasks_at_limit") if name in c)
+    ) + "".join(f" {name}={c[name]};;;0" for name in ("queued", "dead_leases", "missed_deadline", "tasks_at_limit") if name in c) + _runs_perfdata(report)
+
+
+def _runs_perfdata(report: Report) -> str:
+    runs = report.runs
+    if runs is None:
+        return ""
+    text = f" failing={len(runs.failing)};;;0 schedulers={len(runs.alive)};;;0"
+    age = heartbeat_age(report)
+    if age is not None:
+        limit = f"{int(report.heartbeat.total_seconds())}" if report.heartbeat is not None else ""
+        text += f" heartbeat_age={int(age)}s;;{limit};0"
+    return text
 
 
 def _lateness(now: float, soonest: object) -> float:
@@ -188,6 +276,21 @@ def as_text(report: Report, tz: dt.tzinfo, detailed: bool) -> str:
         f"jobs: {c['total']} total, {c['active']} active, {c['paused']} paused, "
         f"{c['late']} late, {c['overdue']} overdue, {c['unreadable']} unreadable, {c['mismatched']} mismatched{scanned}"
     )
+    runs = report.runs
+    if runs is not None:
+        from jobctl.history import describe, when
+
+        lines.append(f"schedulers: {len(runs.alive)} running of {len(runs.schedulers)} seen")
+        for n, s in enumerate(runs.schedulers):
+            branch = "└─" if n == len(runs.schedulers) - 1 else "├─"
+            state = "running" if s in runs.alive else ("stopped" if s.get("stopped_at") is not None else "silent")
+            lines.append(f"{branch} {monitor_text(describe(s))}: {state}, last heartbeat {relative(when(s.get('heartbeat_at')), report.at)}")
+        if runs.failing:
+            lines.append("failing:")
+            for n, row in enumerate(runs.failing[:SHOWN]):
+                branch = "└─" if n == min(len(runs.failing), SHOWN) - 1 else "├─"
+                lines.append(f"{branch} {monitor_text(row['id'])}: {row['failures_in_row']} failed in a row, last {relative(when(row.get('last_finished_at')), report.at)}: {monitor_text(row.get('last_error') or '')}")
+        lines += [f"unrecorded: {monitor_text(gap)}" for gap in runs.gaps]
     shown = (("next", report.next_jobs), ("late", report.late_jobs), ("unreadable", report.unreadable_jobs), ("mismatched", report.mismatched_jobs))
     for title, jobs in shown:
         if not jobs:
@@ -236,4 +339,29 @@ def as_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         "mismatched_jobs": [brief(j) for j in report.mismatched_jobs],
         "reason": monitor_text(report.reason),  # as in the summary; the ids above are exact
         **({"queue": report.queue.as_json()} if report.queue is not None else {}),
+        **({"runs": _runs_json(report, tz)} if report.runs is not None else {}),
+    }
+
+
+def _runs_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
+    from jobctl.history import when
+
+    runs = report.runs
+    assert runs is not None
+    age = heartbeat_age(report)
+    return {
+        "failing_jobs": [
+            {"id": row["id"], "failures_in_row": row["failures_in_row"], "last_error": row.get("last_error"),
+             "last_run_at": format_iso(when(row.get("last_finished_at")), tz), "last_success_at": format_iso(when(row.get("last_success_at")), tz)}
+            for row in runs.failing
+        ],
+        "failures_threshold": report.failures,
+        "schedulers": [
+            {"instance": s.get("instance"), "host": s.get("host"), "pid": s.get("pid"), "alive": s in runs.alive,
+             "heartbeat_at": format_iso(when(s.get("heartbeat_at")), tz), "stopped_at": format_iso(when(s.get("stopped_at")), tz),
+             "unrecorded": s.get("unrecorded") or 0}
+            for s in runs.schedulers
+        ],
+        "heartbeat_age_seconds": None if age is None else int(age),
+        "unrecorded": runs.gaps,
     }

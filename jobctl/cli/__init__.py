@@ -495,27 +495,57 @@ def task_list(no_headers: bool) -> None:
     _rows_out(rows, columns, no_headers, "no tasks")
 
 
+HISTORY_OUTCOMES = ["success", "error", "missed", "skipped", "missed_start_deadline", "deserialization_failed", "cancelled", "abandoned"]
+HISTORY_COLUMNS = [("FINISHED", "finished_at"), ("JOB", "job_id"), ("OUTCOME", "outcome"), ("DURATION", "duration"), ("ERROR", "error"), ("HOST", "host"), ("PID", "pid")]
+
+
 @cli.command("history")
-@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(["success", "error", "missed_start_deadline", "deserialization_failed", "cancelled", "abandoned"]), help="Only results with this outcome (repeatable).")
-@click.option("--since", metavar="DURATION", help="Only results that finished in the last DURATION: 1h, 7d.")
-@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many results, newest first.")
+@click.argument("patterns", nargs=-1, metavar="[PATTERN]...", shell_complete=complete_job_ids)
+@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(HISTORY_OUTCOMES), help="Only runs with this outcome (repeatable).")
+@click.option("--since", metavar="DURATION", help="Only runs that finished in the last DURATION: 1h, 7d.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(min=1), help="At most this many runs, newest first.")
 @no_headers_option
 @connection_options(top_level=False)
-def history(outcomes: tuple[str, ...], since: str | None, limit: int, no_headers: bool) -> None:
-    """APScheduler 4: the job results the store keeps, newest first (outcome, started,
-    finished, duration, the exception in brief). APScheduler 4 keeps a result only for jobs
-    given a result expiration time, and only until it expires."""
+def history(patterns: tuple[str, ...], outcomes: tuple[str, ...], since: str | None, limit: int, no_headers: bool) -> None:
+    """What ran and how it ended, newest first: outcome, duration, the error, where it ran.
+
+    APScheduler 3 keeps no history: jobctl's companion, attached in the application
+    (from jobctl.companion import attach; attach(scheduler)), records each run beside the
+    store. Outcomes: success, error, missed (later than the misfire grace), skipped (max
+    instances reached). On APScheduler 4 stores, the job results the store keeps (only for
+    jobs given a result expiration time, until it expires).
+    """
     import datetime as dt
 
     from jobctl import commands
     from jobctl.schedule.parse import parse_duration
 
     start = dt.datetime.now(dt.timezone.utc) - parse_duration(since) if since else None
-    result = commands.history(target(), outcomes, start, limit, tz=display_zone())
-    columns = [("JOB", "job_id"), ("OUTCOME", "outcome"), ("STARTED", "started_at"), ("FINISHED", "finished_at"), ("DURATION", "duration"), ("ERROR", "error")]
-    _rows_out(result.runs, columns, no_headers, "no job results")
+    tz = display_zone()
+    result = commands.history(target(), patterns, outcomes, start, limit, tz=tz)
+    runs = result.runs
+    if output() == "table":
+        from jobctl.times import format_time
+
+        runs = [{**run, "finished_at": format_time(dt.datetime.fromisoformat(run["finished_at"]), tz) if run.get("finished_at") else None,
+                 "duration": _seconds_text(run.get("duration"))} for run in runs]
+    _rows_out(runs, HISTORY_COLUMNS, no_headers, "no runs")
     if result.note and not result.runs:
         click.echo(f"jobctl: note: {result.note}", err=True)
+    for gap in result.gaps:
+        click.echo(f"jobctl: warning: {printable_text(gap)}", err=True)
+
+
+def _seconds_text(seconds: Any) -> str | None:
+    if not isinstance(seconds, (int, float)):
+        return None
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
+
+
+def printable_text(text: str) -> str:
+    from jobctl.cli.render import printable
+
+    return printable(text)
 
 
 # --- changing ------------------------------------------------------------------------------
@@ -590,13 +620,18 @@ def resume(patterns: tuple[str, ...], accept_removal: bool, from_now: bool, dry_
     _apply_to_each(patterns, changes.Resume(accept_removal=accept_removal, from_now=from_now), dry_run)
 
 
+WAIT_TIMED_OUT = 124  # `run --wait` saw no run in time: timeout(1)'s code
+
+
 @cli.command("run")
 @click.argument("patterns", nargs=-1, required=True, metavar="JOB_ID...", shell_complete=complete_job_ids)
 @accept_removal_option
+@click.option("--wait", is_flag=True, help="Wait for the run's record (jobctl's companion) and print it: exit 0 on success, 1 when it failed, 124 when none came in time.")
+@click.option("--timeout", "wait_timeout", default="5m", show_default=True, metavar="DURATION", help="How long --wait waits: 30s, 10m.")
 @dry_run_option
 @no_notify_option
 @connection_options(top_level=False)
-def run_now(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> None:
+def run_now(patterns: tuple[str, ...], accept_removal: bool, wait: bool, wait_timeout: str, dry_run: bool) -> None:
     """Make jobs due now: a running scheduler runs them when it next wakes.
 
     On APScheduler 4 a job is queued for the schedule's task with the schedule's own args,
@@ -607,7 +642,35 @@ def run_now(patterns: tuple[str, ...], accept_removal: bool, dry_run: bool) -> N
     """
     from jobctl.kinds import aps3_changes as changes
 
-    _apply_to_each(patterns, changes.RunNow(accept_removal=accept_removal), dry_run)
+    if not wait:
+        _apply_to_each(patterns, changes.RunNow(accept_removal=accept_removal), dry_run)
+        return
+    import time
+
+    from jobctl import commands
+    from jobctl.schedule.parse import parse_duration
+
+    seconds = parse_duration(wait_timeout).total_seconds()
+    job_id = commands.wait_target(target(), patterns)  # refuses before changing anything
+    started = time.time()
+    _apply_to_each((job_id,), changes.RunNow(accept_removal=accept_removal), dry_run)
+    if dry_run:
+        return
+    waited = commands.wait_for_run(target(), job_id, started, seconds, tz=display_zone())
+    if waited.run is None:
+        click.echo(f"jobctl: error: no run of {printable_text(job_id)} was recorded within {wait_timeout}: is a scheduler with the companion running? ('jobctl health --detailed')", err=True)
+        raise click.exceptions.Exit(WAIT_TIMED_OUT)
+    run = waited.run
+    duration = _seconds_text(run["duration"])
+    line = f"{run['job_id']}: {run['outcome']}" + (f" in {duration}" if duration else "") + f" on {run['host']} pid {run['pid']}"
+    if run["outcome"] == "success":
+        click.echo(printable_text(line))
+        return
+    click.echo(printable_text(line + (f": {run['error']}" if run.get("error") else "")))
+    if run.get("traceback"):
+        for text in run["traceback"].rstrip().splitlines():
+            click.echo(printable_text(text), err=True)
+    raise click.exceptions.Exit(1)
 
 
 @cli.command()
@@ -817,14 +880,20 @@ def completion(shell: str) -> None:
 @click.option("--warning", "-w", default="5m", show_default=True, metavar="DURATION", help="WARNING when a job is this late.")
 @click.option("--critical", "-c", default="1h", show_default=True, metavar="DURATION", help="CRITICAL when a job is this late (the scheduler is down or stuck).")
 @click.option("--next", "next_count", default=5, show_default=True, type=click.IntRange(min=0, max=100), help="How many upcoming jobs --detailed shows.")
+@click.option("--failures", default=3, show_default=True, type=click.IntRange(min=1), help="CRITICAL when a job failed this many runs in a row (WARNING after one); needs the companion.")
+@click.option("--heartbeat", metavar="DURATION", help="CRITICAL when no scheduler's heartbeat is newer than this while jobs are active (default: 3 of its heartbeat intervals); needs the companion.")
 @connection_options(top_level=False)
-def health(detailed: bool, warning: str, critical: str, next_count: int) -> None:
+def health(detailed: bool, warning: str, critical: str, next_count: int, failures: int, heartbeat: str | None) -> None:
     """Check the store for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 
     Prints one summary line with performance data after '|' (Nagios plugin format);
     --detailed adds counts and the next jobs; -o json gives the same as one object.
     In the text, job ids have control characters escaped (\\x1b, \\n) and '|' written
     \\x7c, so that no id can add performance data; -o json keeps ids exact.
+
+    Where jobctl's companion records runs, a job whose last run failed is WARNING, one that
+    failed --failures runs in a row CRITICAL, and no live scheduler (no heartbeat newer than
+    --heartbeat) while jobs are active CRITICAL, naming the scheduler seen last.
     """
     import datetime as dt
 
@@ -838,7 +907,8 @@ def health(detailed: bool, warning: str, critical: str, next_count: int) -> None
         if crit_after < warn_after:
             raise UsageError("--critical must be at least --warning")
         tz = display_zone()
-        report = commands.health(target, now(), warn_after, crit_after, next_count)
+        beat = parse_duration(heartbeat) if heartbeat else None
+        report = commands.health(target, now(), warn_after, crit_after, next_count, failures, beat)
     except UsageError as exc:  # a check that cannot run is UNKNOWN, not a page-worthy CRITICAL (2)
         report, tz = checks.Report("UNKNOWN", str(exc), now(), dt.timedelta(0), dt.timedelta(0)), dt.timezone.utc
     if output() == "json":

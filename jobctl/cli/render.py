@@ -76,7 +76,7 @@ def _cut(text: str, width: int) -> str:
 
 LIST_COLUMNS = ["ID", "SCHEDULE", "NEXT RUN", "LEFT", "STATE", "NAME"]
 # On a narrow terminal, in this order: a column goes (None) or is cut down to a width.
-_FIT = [("NAME", None), ("ID", 40), ("SCHEDULE", 48), ("NEXT RUN", None), ("SCHEDULE", 24), ("ID", 12)]
+_FIT = [("NAME", None), ("LAST RUN", None), ("ID", 40), ("SCHEDULE", 48), ("NEXT RUN", None), ("SCHEDULE", 24), ("ID", 12)]
 
 
 def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: int | None = None, headers: bool = True) -> str:
@@ -92,10 +92,13 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
             "LEFT": r["next_run_in"] or "-",
             "STATE": r["state"],
             "NAME": printable(r["name"] or ""),
+            "LAST RUN": _last_run(r),
         }
         for r in rows
     ]
     columns = list(LIST_COLUMNS)
+    if any("last_outcome" in r for r in rows):  # the companion records runs: say how each last went
+        columns.insert(columns.index("STATE") + 1, "LAST RUN")
     widths = {c: max([len(c)] + [cells(row[c]) for row in table_cells]) for c in columns}
 
     def total() -> int:
@@ -104,15 +107,30 @@ def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: in
     for column, floor in _FIT:
         if total() <= width:
             break
+        if column not in columns:
+            continue
         if floor is None:
             columns.remove(column)
         else:
             widths[column] = max(min(floor, widths[column]), widths[column] - (total() - width))
     table = [[_cut(row[c], widths[c]) for c in columns] for row in table_cells]
     state = columns.index("STATE")
+    last = columns.index("LAST RUN") if "LAST RUN" in columns else None
     for line in table:
         line[state] = _color(line[state], line[state], color)
+        if last is not None and line[last].startswith("error"):
+            line[last] = _color(line[last], "overdue", color)
     return tabulate(table, headers=columns if headers else (), tablefmt="plain", disable_numparse=True)
+
+
+def _last_run(row: dict[str, Any]) -> str:
+    """'success 3 minutes ago', from a listed job's last recorded run ('-' for none)."""
+    from jobctl.times import relative
+
+    if not row.get("last_outcome"):
+        return "-"
+    at = row.get("last_run_at")
+    return f"{row['last_outcome']} {relative(_parse(at), dt.datetime.now(dt.timezone.utc))}" if at else row["last_outcome"]
 
 
 def upcoming_table(rows: list[dict[str, Any]], tz: dt.tzinfo, headers: bool = True) -> str:
@@ -224,6 +242,14 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
         ]
     else:
         lines += [("max instances", detail["max_instances"]), ("pickle protocol", detail["pickle_protocol"])]
+    if "last_runs" in detail:  # recorded by jobctl's companion
+        lines.append(("last success", format_time(_parse(detail["last_success"]), tz) if detail["last_success"] else "none recorded"))
+        for n, run in enumerate(detail["last_runs"]):
+            finished = format_time(_parse(run["finished_at"]), tz) if run["finished_at"] else "-"
+            took = f" in {run['duration']:.3g} s" if isinstance(run["duration"], (int, float)) else ""
+            lines.append(("last runs" if n == 0 else "", f"{finished}  {run['outcome']}{took}" + (f": {run['error']}" if run["error"] else "")))
+        if not detail["last_runs"]:
+            lines.append(("last runs", "none recorded"))
     return _aligned(lines)
 
 
