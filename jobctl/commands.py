@@ -196,6 +196,13 @@ def change(target: Target, patterns: Sequence[str], what: Any, dry_run: bool = F
     for number, job_id in enumerate(job_ids, 1):
         try:
             yield Outcome(job_id, message=run_change(session, job_id, what, tz, dry_run))
+            if session.backend.kind == "aps3" and not dry_run and not session.attached():
+                from jobctl.errors import notice
+
+                notice(
+                    "no jobctl companion guards this store: a scheduler running a changed job at that moment "
+                    "may write it back over the change (README: 'Companion')"
+                )
         except ChangeRefused as exc:
             yield Outcome(job_id, error=str(exc))
             if isinstance(exc, LockTimeout) and exc.whole_store and number < len(job_ids):

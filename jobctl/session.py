@@ -195,6 +195,20 @@ class Session:
                 return record.due
         return None
 
+    def attached(self) -> list[dict] | None:
+        """The schedulers whose jobctl companion is alive on this store (a fresh heartbeat):
+        they wake at a change and guard it. None where no companion ever recorded anything.
+        Asked once per session."""
+        if not hasattr(self, "_attached"):
+            import time
+
+            from jobctl.history import is_alive
+
+            log = self.backend.run_log()
+            now = time.time()
+            self._attached = None if log is None else [s for s in log.schedulers() if is_alive(s, now)]
+        return self._attached
+
     def sample(self, count: int) -> list[Record]:
         return list(self.scan(limit=count))
 

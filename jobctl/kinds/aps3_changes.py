@@ -150,7 +150,7 @@ class RunNow(Change):
     def note(self, session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         # even with no sleeping scheduler to warn of, a run picked up late is skipped
         note = wake_up_note(session, before, after, at, tz)
-        if note or after.misfire_grace_time is None:
+        if note or after.misfire_grace_time is None or session.attached():
             return note
         return (
             f"\n  note: APScheduler keeps this run only if its scheduler picks it up within "
@@ -159,6 +159,11 @@ class RunNow(Change):
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
+        alive = self.session.attached() if getattr(self, "session", None) is not None else None
+        if alive:  # its companion wakes it at the change
+            from jobctl.history import describe
+
+            text = f"{before.id} is due now: the scheduler on {describe(alive[0])} runs it within about a second"
         if _last_run(after):
             text += "; after this run APScheduler removes the job (its trigger fires no more)"
         elif before.next_run_time is None:
@@ -242,6 +247,8 @@ def wake_up_note(session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.
     this change makes the job due before that, so the operator is not surprised by the wait."""
     new = after.next_run_timestamp
     if new is None or (before.next_run_timestamp is not None and new >= before.next_run_timestamp):
+        return ""
+    if session.attached():  # a companion wakes its scheduler at the change (README: 'Companion')
         return ""
     wake = session.soonest_other(before.id)
     if before.next_run_timestamp is not None:
