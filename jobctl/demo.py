@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import sys
 import types
+from typing import Any
 
 from jobctl.errors import JobctlError
 
@@ -26,7 +27,8 @@ class Customer:
     plan: str = "pro"
 ''',
     "acme_shop.tasks": '''
-def send_report(customer, fmt="pdf"): pass
+def send_report(customer, fmt="pdf"):
+    raise ConnectionError("mail relay smtp.acme.example:587 refused the connection")
 def send_digest(): pass
 def sync_inventory(warehouse="main"): pass
 def send_invoices(): pass
@@ -81,10 +83,46 @@ def write(path: str) -> str:
         add(tasks.close_month, "cron", day="last", hour=23, minute=30, id="month_end", name="Month-end close")
         add(tasks.migrate_search_index, "date", run_date=soon.replace(hour=14, minute=58, second=0, microsecond=0), kwargs={"batch_size": 1000}, id="reindex_once", name="One-off reindex")
         add(tasks.purge_sessions, "interval", minutes=15, id="session_purge", name="Purge sessions", next_run_time=None)
-        scheduler.shutdown(wait=False)
+        _record_runs(scheduler, url, ["daily_reports", "inventory_sync", "weekday_digest"])
     finally:
         _remove_application()
     return url
+
+
+def _record_runs(scheduler: object, url: str, job_ids: list[str]) -> None:
+    """Run a few jobs once, with jobctl's companion attached, so that the store has runs to
+    show (daily_reports fails: its mail relay refuses). The demo scheduler then stops; its
+    heartbeat row goes, so that `health` tells of the failed run rather than of a stopped
+    scheduler."""
+    import logging
+    import threading
+
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED
+    from sqlalchemy import MetaData, create_engine, delete
+
+    from jobctl.companion import attach, layout
+
+    # APScheduler logs the failing job's traceback: the demo's output is the store, not that
+    quiet = logging.getLogger("apscheduler")
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
+    companion = attach(scheduler, wake=False, guard=False)
+    done = threading.Semaphore(0)
+    sched: Any = scheduler
+    sched.add_listener(lambda event: done.release(), EVENT_JOB_EXECUTED | EVENT_JOB_ERROR)
+    now = dt.datetime.now(dt.timezone.utc)
+    for job_id in job_ids:
+        sched.modify_job(job_id, next_run_time=now)
+    sched.resume()
+    for _ in job_ids:
+        done.acquire(timeout=10)
+    sched.shutdown(wait=True)
+    companion.stop()
+    _, schedulers = layout.sql_tables(MetaData(), "apscheduler_jobs")
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(delete(schedulers))
+    engine.dispose()
 
 
 def next_steps(url: str) -> str:
@@ -93,7 +131,8 @@ def next_steps(url: str) -> str:
     return f"""
 try next (the store is {url}):
   export JOBCTL_URL={shlex.quote(url)}
-  jobctl show daily_reports
+  jobctl history                       # what ran, recorded by jobctl's companion
+  jobctl show daily_reports            # its last runs: the mail relay refused
   jobctl list -o json
   jobctl pause daily_reports && jobctl resume daily_reports
   jobctl reschedule invoices_from_crontab --cron '0 9 * * 1-5'   # really Monday to Friday

@@ -280,7 +280,8 @@ def as_text(report: Report, tz: dt.tzinfo, detailed: bool) -> str:
     if runs is not None:
         from jobctl.history import describe, when
 
-        lines.append(f"schedulers: {len(runs.alive)} running of {len(runs.schedulers)} seen")
+        if runs.schedulers:
+            lines.append(f"schedulers: {len(runs.alive)} running of {len(runs.schedulers)} seen")
         for n, s in enumerate(runs.schedulers):
             branch = "└─" if n == len(runs.schedulers) - 1 else "├─"
             state = "running" if s in runs.alive else ("stopped" if s.get("stopped_at") is not None else "silent")

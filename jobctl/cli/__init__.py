@@ -525,21 +525,16 @@ def history(patterns: tuple[str, ...], outcomes: tuple[str, ...], since: str | N
     result = commands.history(target(), patterns, outcomes, start, limit, tz=tz)
     runs = result.runs
     if output() == "table":
+        from jobctl.cli.render import seconds_text
         from jobctl.times import format_time
 
         runs = [{**run, "finished_at": format_time(dt.datetime.fromisoformat(run["finished_at"]), tz) if run.get("finished_at") else None,
-                 "duration": _seconds_text(run.get("duration"))} for run in runs]
+                 "duration": seconds_text(run.get("duration"))} for run in runs]
     _rows_out(runs, HISTORY_COLUMNS, no_headers, "no runs")
     if result.note and not result.runs:
         click.echo(f"jobctl: note: {result.note}", err=True)
     for gap in result.gaps:
         click.echo(f"jobctl: warning: {printable_text(gap)}", err=True)
-
-
-def _seconds_text(seconds: Any) -> str | None:
-    if not isinstance(seconds, (int, float)):
-        return None
-    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def printable_text(text: str) -> str:
@@ -661,7 +656,9 @@ def run_now(patterns: tuple[str, ...], accept_removal: bool, wait: bool, wait_ti
         click.echo(f"jobctl: error: no run of {printable_text(job_id)} was recorded within {wait_timeout}: is a scheduler with the companion running? ('jobctl health --detailed')", err=True)
         raise click.exceptions.Exit(WAIT_TIMED_OUT)
     run = waited.run
-    duration = _seconds_text(run["duration"])
+    from jobctl.cli.render import seconds_text
+
+    duration = seconds_text(run["duration"])
     line = f"{run['job_id']}: {run['outcome']}" + (f" in {duration}" if duration else "") + f" on {run['host']} pid {run['pid']}"
     if run["outcome"] == "success":
         click.echo(printable_text(line))

@@ -76,7 +76,7 @@ def _cut(text: str, width: int) -> str:
 
 LIST_COLUMNS = ["ID", "SCHEDULE", "NEXT RUN", "LEFT", "STATE", "NAME"]
 # On a narrow terminal, in this order: a column goes (None) or is cut down to a width.
-_FIT = [("NAME", None), ("LAST RUN", None), ("ID", 40), ("SCHEDULE", 48), ("NEXT RUN", None), ("SCHEDULE", 24), ("ID", 12)]
+_FIT = [("NAME", None), ("ID", 40), ("SCHEDULE", 48), ("NEXT RUN", None), ("LAST RUN", None), ("SCHEDULE", 24), ("ID", 12)]
 
 
 def list_table(rows: list[dict[str, Any]], tz: dt.tzinfo, color: bool, width: int | None = None, headers: bool = True) -> str:
@@ -130,7 +130,14 @@ def _last_run(row: dict[str, Any]) -> str:
     if not row.get("last_outcome"):
         return "-"
     at = row.get("last_run_at")
-    return f"{row['last_outcome']} {relative(_parse(at), dt.datetime.now(dt.timezone.utc))}" if at else row["last_outcome"]
+    return f"{row['last_outcome']}, {relative(_parse(at), dt.datetime.now(dt.timezone.utc))}" if at else row["last_outcome"]
+
+
+def seconds_text(seconds: Any) -> str | None:
+    """A run's duration for a person: '18 ms', '2.41 s', '3.5 min'."""
+    if not isinstance(seconds, (int, float)):
+        return None
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def upcoming_table(rows: list[dict[str, Any]], tz: dt.tzinfo, headers: bool = True) -> str:
@@ -246,7 +253,7 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
         lines.append(("last success", format_time(_parse(detail["last_success"]), tz) if detail["last_success"] else "none recorded"))
         for n, run in enumerate(detail["last_runs"]):
             finished = format_time(_parse(run["finished_at"]), tz) if run["finished_at"] else "-"
-            took = f" in {run['duration']:.3g} s" if isinstance(run["duration"], (int, float)) else ""
+            took = f" in {seconds_text(run['duration'])}" if isinstance(run["duration"], (int, float)) else ""
             lines.append(("last runs" if n == 0 else "", f"{finished}  {run['outcome']}{took}" + (f": {run['error']}" if run["error"] else "")))
         if not detail["last_runs"]:
             lines.append(("last runs", "none recorded"))
