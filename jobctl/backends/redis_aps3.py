@@ -563,17 +563,31 @@ class RedisJobKeys(Backend):
     # --- writing: each one script, comparing every record first ---------------------------
 
     def swap(self, old: Record, new: Record) -> bool:
-        return bool(self._run("swap", [*_compared(old), new.data, _score(new.due)], writes=True))
+        return self._wake(bool(self._run("swap", [*_compared(old), new.data, _score(new.due)], writes=True)))
 
     def delete(self, old: Sequence[Record]) -> bool:
-        return bool(self._run("delete", [part for record in old for part in _compared(record)], writes=True))
+        return self._wake(bool(self._run("delete", [part for record in old for part in _compared(record)], writes=True)))
 
     def insert(self, new: Sequence[Record], replacing: Sequence[Record] = ()) -> bool:
         args: list[Any] = [len(replacing)]
         args += [part for record in replacing for part in _compared(record)]
         for record in new:
             args += [_id_bytes(record.id), record.data, _score(record.due)]
-        return bool(self._run("insert", args, writes=True))
+        return self._wake(bool(self._run("insert", args, writes=True)))
+
+    def _wake(self, written: bool) -> bool:
+        """Once a change is written, wake the schedulers that run jobctl's companion (APScheduler
+        3 reads its store only when it wakes): PUBLISH on its channel. The change is made by
+        then: a server that refuses or drops the PUBLISH costs the wake-up only."""
+        if written and self.target.notify:
+            from jobctl.companion.layout import wake_channel
+
+            channel = wake_channel(self.target.jobs_key)
+            try:
+                self._call(lambda: self.client.publish(channel, b""), "Redis error on")
+            except JobctlError:
+                pass
+        return written
 
     def run_log(self) -> RunLog | None:
         """The companion's stream and hashes beside the jobs keys (jobctl.companion.layout),

@@ -362,10 +362,10 @@ class SqlJobTable(Backend):
         from sqlalchemy import update
 
         statement = update(self.jobs).where(self._unchanged(old)).values(next_run_time=new.due, job_state=new.data)
-        return self._run(lambda conn: conn.execute(statement).rowcount == 1, writes=True)
+        return self._run(lambda conn: conn.execute(statement).rowcount == 1 and self._wake(conn), writes=True)
 
     def delete(self, old: Sequence[Record]) -> bool:
-        return self._run(lambda conn: self._delete_each(conn, old), writes=True)
+        return self._run(lambda conn: self._delete_each(conn, old) and self._wake(conn), writes=True)
 
     def _delete_each(self, conn: Any, old: Sequence[Record]) -> bool:
         from sqlalchemy import delete
@@ -384,9 +384,21 @@ class SqlJobTable(Backend):
             self._delete_each(conn, replacing)
             if rows:
                 conn.execute(insert(self.jobs), rows)
-            return True
+            return self._wake(conn)
 
         return self._run(work, writes=True)
+
+    def _wake(self, conn: Any) -> bool:
+        """Wake the schedulers that run jobctl's companion (APScheduler 3 reads its store only
+        when it wakes): on PostgreSQL a NOTIFY in this transaction, so sent at commit and never
+        for a change undone (PostgreSQL folds a transaction's identical NOTIFYs into one). True."""
+        from sqlalchemy import text
+
+        if self.target.notify and self.name == "postgresql":
+            from jobctl.companion.layout import wake_channel
+
+            conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": wake_channel(self.target.table, self.target.schema)})
+        return True
 
     def run_log(self) -> RunLog | None:
         """The companion's tables beside the job table (jobctl.companion.layout), when it made them."""
