@@ -530,9 +530,12 @@ def history(patterns: tuple[str, ...], outcomes: tuple[str, ...], since: str | N
 
         runs = [{**run, "finished_at": format_time(dt.datetime.fromisoformat(run["finished_at"]), tz) if run.get("finished_at") else None,
                  "duration": seconds_text(run.get("duration"))} for run in runs]
-    _rows_out(runs, HISTORY_COLUMNS, no_headers, "no runs")
-    if result.note and not result.runs:
+    if result.note and not runs and output() in ("table", "plain"):  # one line saying why there is nothing
         click.echo(f"jobctl: note: {result.note}", err=True)
+    else:
+        _rows_out(runs, HISTORY_COLUMNS, no_headers, "no runs")
+        if result.note and not runs:
+            click.echo(f"jobctl: note: {result.note}", err=True)
     for gap in result.gaps:
         click.echo(f"jobctl: warning: {printable_text(gap)}", err=True)
 
