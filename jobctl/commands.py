@@ -548,6 +548,10 @@ def wait_target(target: Target, patterns: Sequence[str]) -> str:
         raise UsageError(f"run --wait waits for one job; {len(ids)} match: {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}")
     if session.backend.run_log() is None:
         raise ChangeRefused(f"run --wait cannot see the run, so nothing was changed: {NOT_RECORDED}")
+    if not session.attached():
+        from jobctl.errors import notice
+
+        notice("no scheduler with jobctl's companion has sent a heartbeat lately: the run may not come ('jobctl health --detailed')")
     return ids[0]
 
 
