@@ -654,6 +654,7 @@ def run_now(patterns: tuple[str, ...], accept_removal: bool, wait: bool, wait_ti
     _apply_to_each((job_id,), changes.RunNow(accept_removal=accept_removal), dry_run)
     if dry_run:
         return
+    _notices()  # before the wait: that no scheduler may come is worth knowing now
     waited = commands.wait_for_run(target(), job_id, started, seconds, tz=display_zone())
     if waited.run is None:
         click.echo(f"jobctl: error: no run of {printable_text(job_id)} was recorded within {wait_timeout}: is a scheduler with the companion running? ('jobctl health --detailed')", err=True)
