@@ -13,7 +13,7 @@ calls `scheduler.wakeup()` when the store changes:
   first member of the run-times set), waking the scheduler when it moved earlier than last seen.
 
 A lost subscription is retried with a growing pause, polling meanwhile, and the scheduler is
-woken once it is back (what was sent meanwhile is lost). Every wait is bounded (a second at a
+woken each time one starts (what was sent before it is lost). Every wait is bounded (TICK at a
 time, so `stopping` is honoured), and nothing raises out of the thread: errors are logged once
 per spell of failure.
 """
@@ -31,7 +31,7 @@ from typing import Any
 
 from jobctl.companion import layout
 
-TICK = 1.0  # seconds: the longest single wait, so `stopping` is seen within it
+TICK = 0.5  # seconds: the longest single wait, so `stopping` is seen within it
 RETRY_FIRST, RETRY_MOST = 1.0, 60.0  # seconds between attempts to listen again: doubling to this
 KEEPALIVE = (30, 10, 3)  # TCP keepalive idle, interval, count: a vanished server is noticed in ~1 min
 
@@ -93,7 +93,7 @@ class _Waker:
     def _loop(self) -> None:
         listens = self._listens()
         listener: _Listener | None = None
-        retry_at, pause, listened = 0.0, RETRY_FIRST, False
+        retry_at, pause = 0.0, RETRY_FIRST
         next_poll = 0.0
         while not self.stopping.is_set():
             now = time.monotonic()
@@ -106,9 +106,7 @@ class _Waker:
                 else:
                     self._recovered("listen", "listening for jobctl's changes again")
                     pause = RETRY_FIRST
-                    if listened:
-                        self.wake()  # what jobctl sent while nobody listened is lost
-                    listened = True
+                    self.wake()  # what jobctl sent before anyone listened is lost: look once
             if listener is not None:
                 try:
                     if listener.wait(TICK):
@@ -157,11 +155,11 @@ class _Waker:
             self._failed("poll", exc, f"trying again in {self.poll:g} s")
             return
         self._recovered("poll", "polling again")
-        # earlier than before: jobctl made a job due sooner (run, reschedule, resume); or a
-        # different job due already, which the scheduler may not have read since
-        earlier = soonest is not None and (self.soonest is None or soonest < self.soonest)
+        # earlier than before: jobctl made a job due sooner (run, reschedule, resume); or
+        # another job due already (at the first look too: a change made before it)
+        earlier = soonest is not None and self.polled and (self.soonest is None or soonest < self.soonest)
         due_now = soonest is not None and soonest != self.soonest and soonest <= time.time()
-        if self.polled and (earlier or due_now):
+        if earlier or due_now:
             self.wake()
         self.soonest, self.polled = soonest, True
 
