@@ -12,7 +12,9 @@ object it is given (instance attributes; the class and every other store are lef
   thread that read them: written only if the stored `job_state` is still exactly those bytes
   (SQL: UPDATE/DELETE ... WHERE id = ? AND job_state = ?; Redis: WATCH, HGET, MULTI, EXEC).
   Otherwise the store's version is kept: logged, `on_kept(job_id)`, and nothing raised, since
-  an exception there ends APScheduler's scheduling loop.
+  an exception there ends APScheduler's scheduling loop. A row that already holds what the
+  write-back would write (another scheduler sharing the store ran the job too and wrote the
+  same, or removed it) is no change kept: nothing is said.
 
 Everything else (the application's add_job, modify_job, pause_job, remove_job, a lookup) goes
 through unchanged. The conditional write runs on the store's own engine or client, under the
@@ -125,8 +127,10 @@ class _Batch:
 
 
 class _Writer:
-    """The conditional write: True written, False the stored job is not as read (changed or
-    gone: nothing written), None the store would not let it be compared (plain write wanted)."""
+    """The conditional write: True written, or the store holds what it would write already
+    (another scheduler sharing the store wrote the same back, or removed the job); False the
+    stored job is otherwise not as read (nothing written: the store's version kept); None the
+    store would not let it be compared (the plain write wanted)."""
 
     def update(self, job: Any, read: bytes) -> bool | None:
         raise NotImplementedError
@@ -154,7 +158,7 @@ def _conditional(
         return
     if written:
         return
-    log.warning("jobctl companion: job %r changed in the store while it ran (jobctl?); the store's version is kept, not %s by the scheduler", job_id, doing)
+    log.info("jobctl companion: job %r changed in the store while it ran (jobctl?); the store's version is kept, not %s by the scheduler", job_id, doing)
     try:
         on_kept(str(job_id))
     except Exception:  # noqa: BLE001
@@ -174,9 +178,17 @@ class _SqlWriter(_Writer):
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    def _run(self, statement: Any) -> bool:
+    def _run(self, statement: Any, job_id: Any, expected: bytes | None) -> bool:
+        """STATEMENT, compared; if it found no row as read, whether the job's row is `expected`
+        (its job_state; None: no row) all the same."""
+        table = self.store.jobs_t
         with self.store.engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+            if connection.execute(statement).rowcount == 1:
+                return True
+            row = connection.execute(table.select().where(table.c.id == job_id)).first()
+        if row is None or expected is None:
+            return row is None and expected is None
+        return bytes(row.job_state) == expected
 
     def _unchanged(self, job_id: Any, read: bytes) -> Any:
         from sqlalchemy import and_
@@ -187,10 +199,10 @@ class _SqlWriter(_Writer):
     def update(self, job: Any, read: bytes) -> bool:
         data, due = _state(self.store, job)
         table = self.store.jobs_t
-        return self._run(table.update().values(next_run_time=due, job_state=data).where(self._unchanged(job.id, read)))
+        return self._run(table.update().values(next_run_time=due, job_state=data).where(self._unchanged(job.id, read)), job.id, data)
 
     def remove(self, job_id: Any, read: bytes) -> bool:
-        return self._run(self.store.jobs_t.delete().where(self._unchanged(job_id, read)))
+        return self._run(self.store.jobs_t.delete().where(self._unchanged(job_id, read)), job_id, None)
 
 
 class _RedisWriter(_Writer):
@@ -201,8 +213,9 @@ class _RedisWriter(_Writer):
     def __init__(self, store: Any) -> None:
         self.store = store
 
-    def _watched(self, job_id: Any, read: bytes, queue: Callable[[Any], None]) -> bool | None:
-        """True: written; False: the field is not as read; None: the hash kept changing."""
+    def _watched(self, job_id: Any, read: bytes, expected: bytes | None, queue: Callable[[Any], None]) -> bool | None:
+        """True: written, or the field is `expected` already (None: no field); False: the
+        field is otherwise not as read; None: the hash kept changing."""
         from redis.exceptions import WatchError
 
         store = self.store
@@ -210,8 +223,9 @@ class _RedisWriter(_Writer):
             with store.redis.pipeline() as pipe:
                 try:
                     pipe.watch(store.jobs_key)
-                    if pipe.hget(store.jobs_key, job_id) != read:
-                        return False
+                    current = pipe.hget(store.jobs_key, job_id)
+                    if current != read:
+                        return current == expected
                     pipe.multi()
                     queue(pipe)
                     pipe.execute()
@@ -231,7 +245,7 @@ class _RedisWriter(_Writer):
             else:
                 pipe.zrem(store.run_times_key, job.id)
 
-        return self._watched(job.id, read, queue)
+        return self._watched(job.id, read, data, queue)
 
     def remove(self, job_id: Any, read: bytes) -> bool | None:
         store = self.store
@@ -240,4 +254,4 @@ class _RedisWriter(_Writer):
             pipe.hdel(store.jobs_key, job_id)
             pipe.zrem(store.run_times_key, job_id)
 
-        return self._watched(job_id, read, queue)
+        return self._watched(job_id, read, None, queue)
