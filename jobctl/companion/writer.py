@@ -25,6 +25,7 @@ from jobctl.companion.stores import StoreRef
 
 BATCH = 200  # records per transaction
 LINGER = 0.05  # seconds a batch waits for more records (fewer, larger transactions)
+GATHER = 2_000  # events taken from the queue at a time
 FIRST_BACKOFF, MAX_BACKOFF = 0.25, 4.0  # seconds between retries, doubling
 FIRST_PRUNE = 5.0  # seconds after start: rows past their age go soon after a long stop
 PRUNE_BUDGET = 1.0  # seconds one prune may spend deleting
@@ -137,12 +138,14 @@ class Writer:
             first = self.queue.get(timeout=wait) if wait > 0 else self.queue.get_nowait()
         except queue.Empty:
             return
+        # Then let more come for LINGER without taking them one by one: a get() per event would
+        # wake this thread (and take the GIL from the application) twice per run.
+        if not self.stopping.is_set():
+            self.stopping.wait(LINGER)
         items = [first]
-        linger_until = time.monotonic() + (0 if self.stopping.is_set() else LINGER)
-        while len(items) < BATCH:
-            remaining = linger_until - time.monotonic()
+        while len(items) < GATHER:
             try:
-                items.append(self.queue.get(timeout=remaining) if remaining > 0 else self.queue.get_nowait())
+                items.append(self.queue.get_nowait())
             except queue.Empty:
                 break
         self._keep(items)
