@@ -388,8 +388,9 @@ def test_a_locked_store_neither_blocks_jobs_nor_loses_runs_silently(fleet, name)
     locker.join()
     during = app.lines("ok") - before
     if app.kind == "postgresql":
-        # the job store is not locked, only the records: the job runs as often as ever (every 0.2 s)
-        assert during >= 10, f"the jobs slowed down while the records table was locked ({during} runs in 3 s)"
+        # the job store is not locked, only the records: the job runs as often as ever (every 0.2 s,
+            # 15 in 3 s; 8 leaves room for a loaded machine, a listener waiting on the lock would stall it)
+        assert during >= 8, f"the jobs slowed down while the records table was locked ({during} runs in 3 s)"
     else:
         # the whole file was locked, the job store too: the scheduler waited for it (APScheduler's
         # own doing); what matters is that the jobs go on once it is free
