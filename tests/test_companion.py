@@ -291,6 +291,49 @@ def test_import_costs_nothing_the_application_does_not_have():
     assert result.stdout.split() == []
 
 
+def test_a_run_is_recorded_whichever_of_its_events_comes_first():
+    """APScheduler dispatches EVENT_JOB_SUBMITTED after its whole round: a quick job's end can
+    come first. Either way one record, its start never after its end, and the late submission
+    leaves nothing behind."""
+    import datetime as dt
+
+    from jobctl.companion import records
+
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    t = at.timestamp()
+    runs_ = records.Runs("host", 1, "host:1:abc")
+    submitted = records.Seen(records.EVENT_JOB_SUBMITTED, "j", [at], None, None, t + 0.01)
+    ended = records.Seen(records.EVENT_JOB_EXECUTED, "j", at, None, None, t + 0.5)
+    assert runs_.feed(submitted) == []
+    [normal] = runs_.feed(ended)
+    assert (normal["started_at"], normal["duration"]) == (t + 0.01, pytest.approx(0.49))
+    [early] = runs_.feed(ended._replace(at=t + 0.002))
+    assert runs_.feed(submitted._replace(at=t + 0.003)) == []
+    assert (early["started_at"], early["duration"], early["outcome"]) == (t + 0.002, 0.0, "success")
+    assert not runs_.submitted and not runs_.ended_first
+    skipped = runs_.feed(records.Seen(records.EVENT_JOB_MAX_INSTANCES, "j", [at, at + dt.timedelta(seconds=1)], None, None, t + 2))
+    assert [r["outcome"] for r in skipped] == ["skipped", "skipped"] and skipped[1]["scheduled_run_time"] == t + 1
+    assert records.runs_in(submitted) == 0 and records.runs_in(ended) == 1
+
+
+def test_an_error_record_is_bounded():
+    from jobctl.companion import records
+
+    class Huge(Exception):
+        pass
+
+    fields = records.error_fields(Huge("x" * 10 * layout.ERROR_MESSAGE_CHARS), "  File frame\n" * 10_000)
+    assert fields["error_type"].endswith("Huge") and fields["error_type"].startswith(__name__)
+    assert len(fields["error_message"]) == layout.ERROR_MESSAGE_CHARS
+    assert len(fields["traceback"]) == layout.TRACEBACK_CHARS and fields["traceback"].rstrip().endswith("x…")
+
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no")
+
+    assert "failed" in records.error_fields(Unprintable(), None)["error_message"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RECORDING)
 def test_runs_are_recorded(fleet, name):
