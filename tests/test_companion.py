@@ -311,6 +311,9 @@ def test_a_run_is_recorded_whichever_of_its_events_comes_first():
     assert runs_.feed(submitted._replace(at=t + 0.003)) == []
     assert (early["started_at"], early["duration"], early["outcome"]) == (t + 0.002, 0.0, "success")
     assert not runs_.submitted and not runs_.ended_first
+    # scheduled before the companion listened (attach() after start()): the start is unknown
+    [unknown] = records.Runs("host", 1, "host:1:abc", since=t + 1).feed(ended)
+    assert (unknown["started_at"], unknown["duration"], unknown["outcome"]) == (None, None, "success")
     skipped = runs_.feed(records.Seen(records.EVENT_JOB_MAX_INSTANCES, "j", [at, at + dt.timedelta(seconds=1)], None, None, t + 2))
     assert [r["outcome"] for r in skipped] == ["skipped", "skipped"] and skipped[1]["scheduled_run_time"] == t + 1
     assert records.runs_in(submitted) == 0 and records.runs_in(ended) == 1
@@ -347,7 +350,9 @@ def test_runs_are_recorded(fleet, name):
         wanted = {("ok", "success"), ("bad", "error"), ("slow", "success"), ("slow", "skipped"), ("late", "missed")}
         if "--companion-after-start" in app.extra:  # missed in the scheduler's first round, before attach()
             wanted.discard(("late", "missed"))
-        return found if wanted <= outcomes else None
+        # and a slow run seen from its start (attached after start, the first one was not)
+        timed = any(r["job_id"] == "slow" and r["outcome"] == "success" and (r["duration"] or 0) > 0.5 for r in found)
+        return found if wanted <= outcomes and timed else None
 
     found = wait_for(complete, 20)
     assert found, f"{app.name}: records missing, got {sorted({(r['job_id'], r['outcome']) for r in runs(app)})}\n{app.output.read_text()[-3000:]}"
@@ -367,8 +372,10 @@ def test_runs_are_recorded(fleet, name):
     assert "raise InventoryFeedError(message)" in error["traceback"]
     assert error["traceback"].rstrip().endswith("shopapp.jobs.InventoryFeedError: inventory feed unreachable")
     assert error["duration"] is not None and 0 <= error["duration"] < 1
-    slow = by[("slow", "success")][-1]
-    assert 0.9 <= slow["duration"] < 3, slow  # touch(seconds=1)
+    slow = max(by[("slow", "success")], key=lambda r: r["duration"] or 0)
+    # touch(seconds=1): the start is when EVENT_JOB_SUBMITTED was seen, after the scheduler's
+    # round (every store's write-backs), so a loaded machine makes it shorter by that much
+    assert 0.6 <= slow["duration"] < 3, slow
     assert slow["started_at"] + slow["duration"] == pytest.approx(slow["finished_at"])
     assert slow["scheduled_run_time"] <= slow["started_at"] + 0.01
     ok = by[("ok", "success")][-1]

@@ -7,11 +7,14 @@ What APScheduler 3.6 to 3.11 tells, and when (apscheduler/schedulers/base.py `_p
 apscheduler/executors/base.py `run_job`; the same in every release):
 
 - EVENT_JOB_SUBMITTED (`scheduled_run_times`) is dispatched once the scheduler has processed
-  every due job of every store, AFTER the executor has the job: a quick job can end, and its
-  EVENT_JOB_EXECUTED be seen, before its submission is. Such a run took less than the rest of
-  the scheduler's round (writing the jobs back: milliseconds); it is recorded as starting when
-  it ended (duration 0), not at its scheduled time, which can be long before (a scheduler
-  that was late or just started).
+  every due job of every store, AFTER the executor has the job. A run's start is when this
+  event is seen: later than the real start by the rest of the scheduler's round (writing the
+  jobs back: milliseconds, more on a slow store), by which its duration comes out short. A
+  quick job can even end, and its EVENT_JOB_EXECUTED be seen, before its submission is: it is
+  recorded as starting when it ended (duration 0), not at its scheduled time, which can be long
+  before (a scheduler that was late or just started). A run scheduled before the companion
+  began listening may have started before too (attach() after start()): its start and
+  duration are None.
 - EVENT_JOB_EXECUTED, EVENT_JOB_ERROR, EVENT_JOB_MISSED (`scheduled_run_time`, and
   `exception`, `traceback` (the formatted frames) for an error) are dispatched together when
   ALL the run times of one submission have run: when one submission holds several (a job with
@@ -89,8 +92,9 @@ def epoch(moment: Any) -> float | None:
 class Runs:
     """Turns one store's Seen events into run records (dicts of RUN_COLUMNS but `id`)."""
 
-    def __init__(self, host: str, pid: int, instance: str) -> None:
+    def __init__(self, host: str, pid: int, instance: str, since: float = 0.0) -> None:
         self.identity = {"host": host, "pid": pid, "scheduler": instance}
+        self.since = since  # when the listener began hearing this store's events
         self.submitted: OrderedDict[tuple[str, float | None], float] = OrderedDict()
         self.ended_first: OrderedDict[tuple[str, float | None], None] = OrderedDict()
 
@@ -110,7 +114,7 @@ class Runs:
         started = self.submitted.pop(key, None)
         if started is None:  # ended before its submission was seen (see the module's docstring)
             _bounded_put(self.ended_first, key, None)
-            started = item.at
+            started = item.at if scheduled is None or scheduled >= self.since else None
         if item.code & EVENT_JOB_MISSED:
             return [self._record(item.job_id, scheduled, started, item.at, layout.MISSED)]
         if item.code & EVENT_JOB_ERROR:

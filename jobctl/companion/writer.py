@@ -57,7 +57,7 @@ class Writer:
         self.identity = dict(identity)  # instance, host, pid, started_at, interval, apscheduler
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, options.queue_size))
         self.pending: deque[dict[str, Any]] = deque()
-        self.runs = records.Runs(identity["host"], identity["pid"], identity["instance"])
+        self.runs = records.Runs(identity["host"], identity["pid"], identity["instance"], since=time.time())
         self.recorded = 0
         self.jobs_written: set[str] = set()
         self._lost_lock = threading.Lock()
