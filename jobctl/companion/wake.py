@@ -6,7 +6,7 @@ calls `scheduler.wakeup()` when the store changes:
 
 - PostgreSQL: LISTEN on `layout.wake_channel(table, schema)`, which jobctl NOTIFYs inside each
   change's transaction, on a connection of its own (psycopg 3 or psycopg2), waited on with
-  select() and a timeout;
+  poll() and a timeout;
 - Redis: SUBSCRIBE to `layout.wake_channel(jobs_key)`, which jobctl PUBLISHes on;
 - SQLite, MySQL/MariaDB (and PostgreSQL or Redis while the subscription is down): every `poll`
   seconds one indexed read of the soonest next run time (SQL `MIN(next_run_time)`, Redis the
@@ -228,8 +228,7 @@ class _PgListener(_Listener):
             raise
 
     def wait(self, timeout: float) -> bool:
-        readable, _, _ = select.select([self.connection.fileno()], [], [], timeout)
-        if not readable:
+        if not _readable(self.connection.fileno(), timeout):
             return False
         if self.psycopg3:
             pgconn = self.connection.pgconn
@@ -275,6 +274,18 @@ class _RedisListener(_Listener):
             self.pubsub.close()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether fd has something to read (or has failed) within `timeout` seconds: poll(), which
+    takes any descriptor (select() fails past 1023, common in a large application), where the
+    platform has it."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(int(timeout * 1000)))
+    readable, _, _ = select.select([fd], [], [], timeout)
+    return bool(readable)
 
 
 def _keepalive(fd: int) -> None:
