@@ -15,7 +15,8 @@ submitting them, writing each job's next run time back) plus the no-op itself. T
 started paused and resumed half a second later, so that what the companion does once per
 process (creating its tables, the first heartbeat) is not counted per run. The same with
 `attach(scheduler)` before start(), alternately, REPEAT times each; the medians are compared
-side by side, wall time and the process's CPU time (user + system) during the runs. With the companion it also reports how long after the last run its records
+side by side, wall time and the process's CPU time (user + system) during the runs, and the
+CPU time the companion's writer thread used per run (the steadiest figure on a shared machine). With the companion it also reports how long after the last run its records
 were all written (not part of the run time: the application does not wait for it), and checks
 that all N were.
 
@@ -108,9 +109,19 @@ def child(url: str, name: str, runs: int, companion: bool) -> dict:
         deadline = time.monotonic() + 60
         while attached.recorded + attached.unrecorded < runs and time.monotonic() < deadline:
             time.sleep(0.005)
-        result.update(drained=time.perf_counter() - began - elapsed, recorded=attached.recorded, unrecorded=attached.unrecorded)
+        result.update(drained=time.perf_counter() - began - elapsed, recorded=attached.recorded, unrecorded=attached.unrecorded,
+                      writer_cpu=writer_cpu(attached))
     scheduler.shutdown(wait=True)
     return result
+
+
+def writer_cpu(companion) -> float | None:
+    """CPU seconds the companion's writer threads have used (Linux: per-thread clocks), the
+    steadiest figure here: wall and process times move with whatever else the machine runs."""
+    try:
+        return sum(time.clock_gettime(time.pthread_getcpuclockid(w.thread.ident)) for w in companion._all_writers)
+    except (AttributeError, OSError, TypeError):
+        return None
 
 
 def listener_cost(events: int) -> float:
@@ -182,6 +193,8 @@ def measure(url: str, runs: int, repeat: int) -> dict:
         "baseline_cpu": statistics.median(r["cpu"] for r in results["baseline"]),
         "companion_cpu": statistics.median(r["cpu"] for r in results["companion"]),
         "drained_s": statistics.median(r["drained"] for r in results["companion"]),
+        "writer_us_per_run": (statistics.median(r["writer_cpu"] for r in results["companion"]) / runs * 1e6
+                              if all(r.get("writer_cpu") is not None for r in results["companion"]) else float("nan")),
         "recorded": min(r["recorded"] for r in results["companion"]),
         "unrecorded": max(r["unrecorded"] for r in results["companion"]),
         "complete": all(r["complete"] for rs in results.values() for r in rs),
@@ -202,11 +215,12 @@ def main() -> None:
     urls = options.url or ["sqlite", *([os.environ["JOBCTL_TEST_POSTGRES_URL"]] if os.environ.get("JOBCTL_TEST_POSTGRES_URL") else [])]
     print(f"{options.runs} no-op runs, median of {options.repeat} each, baseline and companion alternately")
     print(f"{'store':<12}{'wall: baseline':>15}{'companion':>11}{'ratio':>7}{'+us/run':>9}"
-          f"{'cpu: baseline':>15}{'companion':>11}{'ratio':>7}{'drained':>9}{'recorded':>11}")
+          f"{'cpu: baseline':>15}{'companion':>11}{'ratio':>7}{'writer us/run':>14}{'drained':>9}{'recorded':>11}")
     for url in urls:
         r = measure(url, options.runs, options.repeat)
         print(f"{r['store']:<12}{r['baseline_s']:>14.3f}s{r['companion_s']:>10.3f}s{r['ratio']:>7.2f}{r['overhead_us_per_run']:>9.0f}"
               f"{r['baseline_cpu']:>14.3f}s{r['companion_cpu']:>10.3f}s{r['companion_cpu'] / r['baseline_cpu']:>7.2f}"
+              f"{r['writer_us_per_run']:>14.0f}"
               f"{r['drained_s']:>8.3f}s{r['recorded']:>6}/{r['runs']}" + ("" if r["complete"] else "  INCOMPLETE"), flush=True)
     print(f"listener: {listener_cost(20_000):.2f} us per job event (the dispatching thread's cost)")
 
