@@ -335,6 +335,11 @@ def test_an_error_record_is_bounded():
             raise RuntimeError("no")
 
     assert "failed" in records.error_fields(Unprintable(), None)["error_message"]
+    # what PostgreSQL's text or any UTF-8 encoder refuses is written as its escape
+    odd = records.error_fields(ValueError("nul \x00 and \udcff"), "frame \x00\n")
+    assert odd["error_message"] == "nul \\x00 and \\udcff"
+    odd["traceback"].encode("utf-8")
+    assert "\x00" not in odd["traceback"]
 
 
 @pytest.mark.slow

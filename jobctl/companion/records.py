@@ -129,7 +129,7 @@ class Runs:
         record = dict.fromkeys(layout.RUN_COLUMNS)
         del record["id"]
         record.update(self.identity)
-        record.update(job_id=str(job_id)[:191], scheduled_run_time=scheduled, started_at=started, finished_at=finished,
+        record.update(job_id=clean(str(job_id))[:191], scheduled_run_time=scheduled, started_at=started, finished_at=finished,
                       outcome=outcome, duration=max(0.0, finished - started) if ran and started is not None else None)
         return record
 
@@ -138,6 +138,19 @@ def _bounded_put(mapping: OrderedDict[Any, Any], key: Any, value: Any) -> None:
     mapping[key] = value
     if len(mapping) > OPEN_SUBMISSIONS:
         mapping.popitem(last=False)
+
+
+def clean(text: str) -> str:
+    """TEXT as every database and driver takes it: no NUL (PostgreSQL's text refuses it) and no
+    lone surrogate (UTF-8 cannot encode one), each written as its escape instead. A record the
+    database refuses is lost; one a driver cannot even encode would be retried for ever."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def bounded(text: str, limit: int, keep_end: bool = False) -> str:
@@ -151,15 +164,17 @@ def error_fields(exception: Any, traceback: Any) -> dict[str, Any]:
     """error_type (module.qualname), error_message (str(exception), bounded) and traceback (the
     frames APScheduler formatted, then the exception line; its last TRACEBACK_CHARS)."""
     if exception is None:
-        return {"error_type": None, "error_message": None, "traceback": bounded(str(traceback or ""), layout.TRACEBACK_CHARS, True) or None}
+        return {"error_type": None, "error_message": None,
+                "traceback": bounded(clean(str(traceback or "")), layout.TRACEBACK_CHARS, True) or None}
     kind = type(exception)
     name = f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', kind.__name__)}"
     try:
         message = str(exception)
     except Exception as exc:  # noqa: BLE001 - the application's __str__ may fail; its run must still be recorded
         message = f"<str() of the exception failed: {type(exc).__name__}>"
-    message = bounded(message, layout.ERROR_MESSAGE_CHARS)
-    frames = traceback if isinstance(traceback, str) else ""
+    message = bounded(clean(message[:layout.ERROR_MESSAGE_CHARS * 2]), layout.ERROR_MESSAGE_CHARS)
+    name = clean(name)
+    frames = clean(traceback[-layout.TRACEBACK_CHARS * 2:]) if isinstance(traceback, str) else ""
     text = f"Traceback (most recent call last):\n{frames}{name}: {message}" if frames else f"{name}: {message}"
     return {"error_type": bounded(name, 200), "error_message": message, "traceback": bounded(text, layout.TRACEBACK_CHARS, True)}
 

@@ -72,11 +72,18 @@ class RedisSink:
 
     @staticmethod
     def is_data_error(exc: BaseException) -> bool:
-        """A failure the records themselves cause: the server refused the command (a key of
-        another type, say), where retrying cannot help."""
-        from redis.exceptions import ResponseError
+        """A failure retrying cannot help: the server refused the command (a key of another
+        type, say) or the client could not send it. A server away, busy, loading or read-only
+        is retried."""
+        from redis import exceptions
 
-        return isinstance(exc, ResponseError) and "BUSY" not in str(exc) and "LOADING" not in str(exc)
+        # LOADING is a BusyLoadingError (a ConnectionError); READONLY a ReadOnlyError (a replica
+        # while a failover goes on); the codes below reach us as plain ResponseError text
+        if isinstance(exc, (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ReadOnlyError, OSError)):
+            return False
+        if isinstance(exc, exceptions.ResponseError):
+            return not str(exc).startswith(("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"))
+        return True
 
     def prune(self, cutoff: float, keep_runs: int | None, jobs: set[str], deadline: float) -> bool:
         """XTRIM by age (MINID, Redis 6.2+; skipped before) and by length (MAXLEN, approximate:

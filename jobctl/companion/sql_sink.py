@@ -64,10 +64,14 @@ class SqlSink:
 
     @staticmethod
     def is_data_error(exc: BaseException) -> bool:
-        """A failure the records themselves cause (retrying them cannot help)."""
-        from sqlalchemy.exc import DataError, IntegrityError
+        """A failure retrying cannot help: the database refused the records (DataError,
+        IntegrityError), or they could not even be sent (a driver's encoding error, say). The
+        database being away, locked, slow or without the tables is retried."""
+        from sqlalchemy import exc as errors
 
-        return isinstance(exc, (DataError, IntegrityError))
+        retried = (errors.OperationalError, errors.InterfaceError, errors.ProgrammingError, errors.InternalError,
+                   errors.TimeoutError, errors.DisconnectionError, OSError)
+        return not isinstance(exc, retried)
 
     def prune(self, cutoff: float, keep_runs: int | None, jobs: set[str], deadline: float) -> bool:
         """Delete runs that ended before CUTOFF, and of each of JOBS all but its KEEP_RUNS newest;
