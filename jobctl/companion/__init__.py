@@ -48,7 +48,8 @@ def attach(
     - heartbeat: seconds between two updates of the scheduler's row (the first at start; a
       clean shutdown writes `stopped_at`).
     - keep_days: run records older than this are deleted (None: kept by age).
-    - keep_runs: the newest runs kept per job (None: no limit).
+    - keep_runs: the newest runs kept per job (None: no limit). A Redis stream holds every
+      job's runs: it is bounded as a whole, to keep_runs times the number of jobs.
     - stores: the aliases of the job stores to record (None: every SQL and Redis store).
     - wake: wake the scheduler when jobctl changes its store (PostgreSQL LISTEN, Redis
       SUBSCRIBE, else polling the store every `poll` seconds).
@@ -59,11 +60,14 @@ def attach(
       each at most this many; past that they are counted (the row's `unrecorded`) and dropped.
     - prune_every: seconds between two prunes (age and keep_runs).
 
-    Returns the Companion: `stop()` detaches it; `recorded`, `unrecorded` and `kept` count.
+    Returns the Companion: `stop()` detaches it (the row gets stopped_at); `recorded`,
+    `unrecorded` and `kept` (write-backs the guard turned down) count.
     """
     from jobctl.companion import runtime
     from jobctl.companion.writer import Options
 
-    options = Options(heartbeat=float(heartbeat), keep_days=keep_days, keep_runs=keep_runs,
-                      queue_size=int(queue_size), prune_every=float(prune_every))
+    # floors, so that a zero cannot turn the writer into a busy loop
+    options = Options(heartbeat=max(float(heartbeat), 0.1), keep_days=None if keep_days is None else float(keep_days),
+                      keep_runs=None if not keep_runs else max(int(keep_runs), 1), queue_size=max(int(queue_size), 1),
+                      prune_every=max(float(prune_every), 0.1))
     return runtime.attach(scheduler, stores=stores, wake=wake, guard=guard, poll=float(poll), options=options)
