@@ -292,6 +292,34 @@ def test_the_wake_thread_listens_again_and_stops(store):
     assert not thread.is_alive(), "the wake-up thread did not stop"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("store", ["postgresql"], indirect=True)
+def test_jobctl_naming_the_schema_wakes_too(store):
+    """The application's table has no schema (the search path finds it in public); the operator
+    names it with --schema public: a channel name of its own, which the companion hears too."""
+    job_store = store.make()
+    scheduler = BackgroundScheduler(jobstores={"default": job_store}, timezone="UTC")
+    scheduler.add_job("time:time", "interval", hours=1, id="a")
+    scheduler.start()
+    woken: list[float] = []
+    wakeup = scheduler.wakeup
+    scheduler.wakeup = lambda: (woken.append(time.monotonic()), wakeup())
+    ref = stores.make_ref("default", job_store)
+    stopping = threading.Event()
+    thread = wake.start(scheduler, ref, 60.0, stopping, LOG)  # no poll comes to the rescue
+    try:
+        assert thread is not None and wait_until(lambda: woken), "no wake-up once listening"
+        for schema in ([], ["--schema", "public"]):
+            count = len(woken)
+            result = jobctl("--url", store.url, *store.names, *schema, "run", "a")
+            assert result.returncode == 0, result.stderr
+            assert wait_until(lambda: len(woken) > count, 2.0), f"jobctl {' '.join(schema)} did not wake the scheduler"  # noqa: B023
+    finally:
+        stopping.set()
+        thread.join(2.0)
+        scheduler.shutdown(wait=False)
+        ref.close()
+
 def end_subscription(store: Store, ref: Any, name: str) -> int:
     """End the wake-up thread's connection from the server's side; how many were ended."""
     if store.kind == "redis":
@@ -306,10 +334,10 @@ def end_subscription(store: Store, ref: Any, name: str) -> int:
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(store.url)
-    listen = f'LISTEN "{layout.wake_channel(ref.table)}"'
+    listen = f'LISTEN "{layout.wake_channel(ref.table)}"%'
     try:
         with engine.begin() as connection:
-            return connection.execute(sqlalchemy.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = :q"), {"q": listen}).scalar()
+            return connection.execute(sqlalchemy.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE :q"), {"q": listen}).scalar()
     finally:
         engine.dispose()
 
@@ -433,13 +461,13 @@ def test_a_lost_listener_is_replaced(app, tmp_path):
     live = app("postgresql")
     start(live, tmp_path, [f"target:3600:{target}"])
     engine = sqlalchemy.create_engine(live.url)
-    pattern = f'LISTEN "jobctl.wake.{live.names[1]}"'
+    pattern = f'LISTEN "jobctl.wake.{live.names[1]}"%'  # and the schema-qualified name after it
     with engine.begin() as connection:
         deadline = time.monotonic() + 10
-        while not connection.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE query = :q"), {"q": pattern}).scalar():
+        while not connection.execute(sqlalchemy.text("SELECT count(*) FROM pg_stat_activity WHERE query LIKE :q"), {"q": pattern}).scalar():
             assert time.monotonic() < deadline, "the companion never listened"
             time.sleep(0.05)
-        ended = connection.execute(sqlalchemy.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query = :q"), {"q": pattern}).scalar()
+        ended = connection.execute(sqlalchemy.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE :q"), {"q": pattern}).scalar()
     engine.dispose()
     assert ended == 1
     time.sleep(0.3)

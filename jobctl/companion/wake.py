@@ -194,7 +194,7 @@ class _Waker:
     def _listen(self) -> _Listener:
         if self.ref.kind == "redis":
             return _RedisListener(self.ref.redis or self.ref.store.redis, layout.wake_channel(self.ref.jobs_key or self.ref.store.jobs_key))
-        return _PgListener(self.ref.engine or self.ref.store.engine, layout.wake_channel(self.ref.table, self.ref.schema))
+        return _PgListener(self.ref.engine or self.ref.store.engine, self.ref.table, self.ref.schema)
 
 
 class _Listener:
@@ -208,9 +208,13 @@ class _Listener:
 
 class _PgListener(_Listener):
     """LISTEN on a connection of our own: taken from the engine (so made with its URL, connect
-    arguments and listeners) and detached from its pool at once, in autocommit."""
+    arguments and listeners) and detached from its pool at once, in autocommit.
 
-    def __init__(self, engine: Any, channel: str) -> None:
+    jobctl names the channel after the table as the operator names it: with --schema or without.
+    Where the store's table resolves through the search path (no schema given, or the one the
+    path finds first), both names are listened to."""
+
+    def __init__(self, engine: Any, table: str, schema: str | None) -> None:
         self.fairy = engine.raw_connection()
         try:
             self.fairy.detach()
@@ -219,7 +223,13 @@ class _PgListener(_Listener):
             connection.rollback()  # autocommit may not be switched on inside a transaction
             connection.autocommit = True
             cursor = connection.cursor()
-            cursor.execute('LISTEN "{}"'.format(channel.replace('"', '""')))
+            cursor.execute("SELECT current_schema()")
+            row = cursor.fetchone()
+            current = row[0] if row else None
+            channels = [layout.wake_channel(table, schema)]
+            if current and schema in (None, current):
+                channels.append(layout.wake_channel(table, None if schema else current))
+            cursor.execute("; ".join('LISTEN "{}"'.format(channel.replace('"', '""')) for channel in channels))
             cursor.close()
             self.connection = connection
             _keepalive(connection.fileno())
