@@ -559,7 +559,7 @@ def _no_notify(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
 
 no_notify_option = click.option(
     "--no-notify", is_flag=True, expose_value=False, callback=_no_notify,
-    help="APScheduler 4 on PostgreSQL: do not announce the change to running schedulers (they see it at their next wake-up).",
+    help="Do not tell running schedulers of the change (PostgreSQL NOTIFY, Redis PUBLISH: APScheduler 4's event broker, jobctl's companion); they see it at their next wake-up.",
 )
 
 
