@@ -342,6 +342,55 @@ def test_an_error_record_is_bounded():
     assert "\x00" not in odd["traceback"]
 
 
+def test_a_database_that_stays_away_costs_no_cpu_and_every_run_is_counted():
+    """A Redis store on a port where nothing listens: the writer retries with backoff (its
+    thread's CPU stays near nothing, prunes and heartbeats falling due meanwhile), the listener
+    never waits, and at stop every run it was given is counted unrecorded, within 2 s."""
+    import datetime as dt
+    import logging
+
+    from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+    from apscheduler.jobstores.redis import RedisJobStore
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from jobctl.companion import attach
+
+    with socket.socket() as probe:  # a free port, closed again: connections are refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    logging.getLogger("apscheduler").setLevel(logging.CRITICAL)  # its own store is away too
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    # the application's own client gives up at once too, so that shutdown() is quick
+    store = RedisJobStore(host="127.0.0.1", port=port, jobs_key="away.jobs", run_times_key="away.run_times", retry=Retry(NoBackoff(), 0))
+    scheduler = BackgroundScheduler(jobstores={"away": store}, timezone="UTC")
+    companion = attach(scheduler, heartbeat=0.2, prune_every=0.1, queue_size=8, wake=False, guard=False)
+    scheduler.start(paused=True)
+    try:
+        [writer] = companion._all_writers
+        now = dt.datetime.now(dt.timezone.utc)
+        began = time.perf_counter()
+        for n in range(20):  # 8 wait in the queue, 8 in the buffer: the rest are counted at once
+            companion._on_event(JobExecutionEvent(EVENT_JOB_EXECUTED, f"job{n}", "away", now))
+        assert time.perf_counter() - began < 0.05, "the listener waited"
+        time.sleep(0.5)
+        cpu = time.clock_gettime(time.pthread_getcpuclockid(writer.thread.ident))
+        time.sleep(2)
+        cpu = time.clock_gettime(time.pthread_getcpuclockid(writer.thread.ident)) - cpu
+        assert cpu < 0.2, f"the writer used {cpu:.2f} s of CPU in 2 s of retrying"
+        assert companion.recorded == 0 and writer.pending
+    finally:
+        # what the scheduler's shutdown waits for (its own Redis client, retrying, takes longer)
+        began = time.monotonic()
+        companion.stop()
+        took = time.monotonic() - began
+        scheduler.shutdown(wait=False)
+    assert took < 2.5, f"the companion took {took:.1f} s to stop"
+    assert (companion.recorded, companion.unrecorded) == (0, 20)
+    assert writer.lost_since is not None and writer.lost_until >= writer.lost_since
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", RECORDING)
 def test_runs_are_recorded(fleet, name):
@@ -419,6 +468,12 @@ def hold_lock(app: App, seconds: float, ready: threading.Event, done: threading.
     done.set()
 
 
+def cpu_seconds(app: App) -> float:
+    """User and system CPU time of APP's process so far (Linux /proc)."""
+    fields = Path(f"/proc/{app.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def stop(app: App, sig: int = signal.SIGTERM) -> None:
     if app.process.poll() is None:
         began = time.monotonic()
@@ -438,10 +493,12 @@ def test_a_locked_store_neither_blocks_jobs_nor_loses_runs_silently(fleet, name)
     locker = threading.Thread(target=hold_lock, args=(app, 3.0, ready, done))
     locker.start()
     assert ready.wait(15)
-    before = app.lines("ok")
+    before, cpu = app.lines("ok"), cpu_seconds(app)
     done.wait(20)
     locker.join()
-    during = app.lines("ok") - before
+    during, cpu = app.lines("ok") - before, cpu_seconds(app) - cpu
+    # waiting for the database costs the application no CPU (no retry loop spinning meanwhile)
+    assert cpu < 1.0, f"{app.name} used {cpu:.2f} s of CPU in the 3 s its records could not be written"
     if app.kind == "postgresql":
         # the job store is not locked, only the records: the job runs as often as ever (every 0.2 s,
             # 15 in 3 s; 8 leaves room for a loaded machine, a listener waiting on the lock would stall it)

@@ -115,9 +115,9 @@ class Writer:
         next_beat = now  # the first heartbeat at start
         next_prune = now + min(FIRST_PRUNE, self.options.prune_every)
         while not self.stopping.is_set():
-            wake_at = min(next_beat, next_prune)
-            if self.pending:
-                wake_at = min(wake_at, self.retry_at)
+            # pruning waits for the pending records (so a prune due during an outage must not
+            # count as due now: the thread would spin until the next retry)
+            wake_at = min(next_beat, self.retry_at if self.pending else next_prune)
             if self.lost != self.lost_written:
                 wake_at = min(wake_at, self.beat_retry_at)
             self._gather(max(0.0, wake_at - time.monotonic()))
