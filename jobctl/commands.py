@@ -196,7 +196,7 @@ def change(target: Target, patterns: Sequence[str], what: Any, dry_run: bool = F
     for number, job_id in enumerate(job_ids, 1):
         try:
             yield Outcome(job_id, message=run_change(session, job_id, what, tz, dry_run))
-            if session.backend.kind == "aps3" and not dry_run and not session.attached():
+            if session.backend.kind == "aps3" and not dry_run and not session.guarded():
                 from jobctl.errors import notice
 
                 notice(

@@ -360,7 +360,7 @@ def _runs_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         "schedulers": [
             {"instance": s.get("instance"), "host": s.get("host"), "pid": s.get("pid"), "alive": s in runs.alive,
              "heartbeat_at": format_iso(when(s.get("heartbeat_at")), tz), "stopped_at": format_iso(when(s.get("stopped_at")), tz),
-             "unrecorded": s.get("unrecorded") or 0}
+             "unrecorded": s.get("unrecorded") or 0, "guarded": bool(s.get("guarded")), "wakes": bool(s.get("wakes"))}
             for s in runs.schedulers
         ],
         "heartbeat_age_seconds": None if age is None else int(age),

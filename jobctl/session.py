@@ -195,6 +195,14 @@ class Session:
                 return record.due
         return None
 
+    def guarded(self) -> bool:
+        """Whether a live companion guards this store's jobs against its scheduler's write-back."""
+        return any(s.get("guarded") for s in self.attached() or [])
+
+    def woken(self) -> list[dict]:
+        """The live schedulers whose companion wakes them when jobctl changes the store."""
+        return [s for s in self.attached() or [] if s.get("wakes")]
+
     def attached(self) -> list[dict] | None:
         """The schedulers whose jobctl companion is alive on this store (a fresh heartbeat):
         they wake at a change and guard it. None where no companion ever recorded anything.

@@ -122,12 +122,14 @@ def test_the_runs_of_a_live_application(recorded):
     assert critical.returncode == 2 and report["status"] == "CRITICAL" and "bad" in report["reason"]
     assert [job["id"] for job in report["runs"]["failing_jobs"]] == ["bad"]
     assert report["runs"]["schedulers"][0]["alive"] is True
+    assert report["runs"]["schedulers"][0]["guarded"] is True and report["runs"]["schedulers"][0]["wakes"] is True
 
     # run --wait: the job an hour away runs now, and its run is printed
     started = time.monotonic()
     done = jobctl(*options, "run", "later", "--wait", "--timeout", "30s")
     assert done.returncode == 0, done.stderr
     assert "later: success" in done.stdout and "within about a second" in done.stdout
+    assert "guards" not in done.stderr  # the companion guards this store
     assert time.monotonic() - started < 10
     failed = jobctl(*options, "run", "later_bad", "--wait", "--timeout", "30s")
     assert failed.returncode == 1 and "later_bad: error" in failed.stdout and "InventoryFeedError" in failed.stdout
@@ -204,3 +206,23 @@ def test_demo_shows_history(tmp_path):
     health = jobctl("--url", url, "health")
     assert health.returncode == 1 and "daily_reports" in health.stdout and "last run failed" in health.stdout
     assert Path(path).exists()
+
+
+def test_a_companion_without_guard_or_wake_is_not_counted_on(tmp_path):
+    """The scheduler's row says what its companion does: attached with guard=False and
+    wake=False, jobctl still warns that nothing guards the store and promises no quick wake."""
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, "apscheduler_jobs", f"tick:2:{tmp_path / 't.txt'}", f"hourly:3600:{tmp_path / 'h.txt'}"],
+                   check=True, env=app_env(), timeout=120, capture_output=True)
+    scheduler = subprocess.Popen([sys.executable, str(FIXTURE_APP / "run_scheduler.py"), url, "--companion", "--heartbeat", "1", "--no-guard", "--no-wake"],
+                                 env=app_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert scheduler.stdout is not None and scheduler.stdout.readline().strip() == "started"
+        alive = wait_for(lambda: [s for s in json.loads(jobctl("--url", url, "health", "-o", "json").stdout).get("runs", {}).get("schedulers", []) if s["alive"]])
+        assert alive and alive[0]["guarded"] is False and alive[0]["wakes"] is False
+        result = jobctl("--url", url, "run", "hourly")
+        assert result.returncode == 0 and "when it next wakes" in result.stdout
+        assert "no jobctl companion guards this store" in result.stderr
+    finally:
+        scheduler.terminate()
+        scheduler.wait(timeout=30)

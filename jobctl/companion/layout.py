@@ -64,6 +64,8 @@ SCHEDULER_COLUMNS: dict[str, str] = {
     "unrecorded_since": "float",  # the first run not recorded (None: none)
     "unrecorded_until": "float",  # the last one
     "apscheduler": "text:32",  # the application's APScheduler release
+    "guarded": "int",  # 1: its write-backs of this store are guarded (jobctl's changes kept)
+    "wakes": "int",  # 1: it wakes when jobctl changes this store
 }
 
 SUMMARY_FIELDS = ("last_outcome", "last_finished_at", "last_success_at", "failures_in_row", "last_error")

@@ -161,8 +161,10 @@ class Companion:
                     continue
                 self._writers = {**self._writers, alias: writer}
                 self._all_writers.append(writer)
+                guarded, wakes = self._install_parts(ref)
+                # the scheduler's row says what jobctl may count on: its changes kept, a wake-up
+                writer.identity.update(guarded=int(guarded), wakes=int(wakes))
                 writer.start()
-                self._install_parts(ref)
 
     def _writer(self, ref: StoreRef) -> Writer:
         sink: Any
@@ -176,9 +178,11 @@ class Companion:
             sink = RedisSink(ref, self.options.keep_runs)
         return Writer(ref, sink, self.identity, self.options, log)
 
-    def _install_parts(self, ref: StoreRef) -> None:
+    def _install_parts(self, ref: StoreRef) -> tuple[bool, bool]:
         """The guard (before the scheduler reads its due jobs: attach at start does this in the
-        EVENT_SCHEDULER_START listener, before the first wake-up) and the wake-up thread."""
+        EVENT_SCHEDULER_START listener, before the first wake-up) and the wake-up thread:
+        whether each is on for this store."""
+        woken = False
         if self.guard:
             guard = _part("guard")
             if guard is not None:
@@ -196,6 +200,8 @@ class Companion:
                 else:
                     if thread is not None:
                         self._wakers.append((ref, thread))
+                        woken = True
+        return bool(getattr(ref.store, "_jobctl_guarded", False)), woken
 
     def _on_kept(self, job_id: str) -> None:
         self.kept += 1

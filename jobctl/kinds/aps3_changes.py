@@ -150,7 +150,7 @@ class RunNow(Change):
     def note(self, session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         # even with no sleeping scheduler to warn of, a run picked up late is skipped
         note = wake_up_note(session, before, after, at, tz)
-        if note or after.misfire_grace_time is None or session.attached():
+        if note or after.misfire_grace_time is None or session.woken():
             return note
         return (
             f"\n  note: APScheduler keeps this run only if its scheduler picks it up within "
@@ -159,7 +159,7 @@ class RunNow(Change):
 
     def message(self, before: Job, after: Job, at: dt.datetime, tz: dt.tzinfo) -> str:
         text = f"{before.id} is due now: a running scheduler runs it when it next wakes"
-        alive = self.session.attached() if getattr(self, "session", None) is not None else None
+        alive = self.session.woken() if getattr(self, "session", None) is not None else None
         if alive:  # its companion wakes it at the change
             from jobctl.history import describe
 
@@ -248,7 +248,7 @@ def wake_up_note(session: Any, before: Job, after: Job, at: dt.datetime, tz: dt.
     new = after.next_run_timestamp
     if new is None or (before.next_run_timestamp is not None and new >= before.next_run_timestamp):
         return ""
-    if session.attached():  # a companion wakes its scheduler at the change (README: 'Companion')
+    if session.woken():  # a companion wakes its scheduler at the change (README: 'Companion')
         return ""
     wake = session.soonest_other(before.id)
     if before.next_run_timestamp is not None:
