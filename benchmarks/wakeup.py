@@ -4,7 +4,7 @@ APScheduler 3 re-reads its job store only when it wakes for the next job it know
 job that `jobctl run` makes due now waits for that. The remedies: a no-op interval job in a
 memory job store, which wakes the scheduler every N seconds (README, "Scheduler wake-up"); or
 jobctl's companion (`jobctl.companion.attach(scheduler)`), which wakes it when jobctl changes
-the store (PostgreSQL LISTEN, Redis SUBSCRIBE, a poll every second on SQLite and MySQL).
+the store (PostgreSQL LISTEN, Redis SUBSCRIBE, a poll every half second on SQLite and MySQL).
 
     python benchmarks/wakeup.py [--other SECONDS] [--repeat N] [--store sqlite|postgresql|redis]
                                 [--url URL] [--settings as-is,5,1,companion]

@@ -32,7 +32,7 @@ def attach(
     stores: list[str] | None = None,
     wake: bool = True,
     guard: bool = True,
-    poll: float = 1.0,
+    poll: float = 0.5,
     queue_size: int = 10_000,
     prune_every: float = 600.0,
 ) -> Companion:
