@@ -532,7 +532,7 @@ def test_heartbeat_while_running_and_stopped_at_on_a_clean_stop_only(fleet):
     apps = [app for app in fleet.values() if app.jobs == "four"]
     first = {}
     for app in apps:
-        rows = wait_for(lambda app=app: mine(app, schedulers(app)), 10)
+        rows = wait_for(lambda app=app: mine(app, schedulers(app)), 30)  # 30: a loaded machine starts a fleet slowly
         assert len(rows) == 1, f"{app.name}: {rows}"
         assert rows[0]["stopped_at"] is None and rows[0]["interval"] == HEARTBEAT
         assert rows[0]["host"] == socket.gethostname() and rows[0]["started_at"] <= rows[0]["heartbeat_at"]
