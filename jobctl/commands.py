@@ -57,7 +57,9 @@ def list_jobs(
     records = session.scan(patterns, paused=paused, limit=None if wanted else limit, fields=fields)
 
     listed = summaries(records, at, tz, tasks=tasks)
-    log = session.backend.run_log()
+    from jobctl.history import readable_run_log
+
+    log = readable_run_log(session)
     if log is not None:
         listed = _with_last_runs(listed, log, tz)
 
@@ -78,11 +80,18 @@ def list_jobs(
 def _with_last_runs(rows: Iterator[dict[str, Any]], log: Any, tz: dt.tzinfo, batch: int = 500) -> Iterator[dict[str, Any]]:
     """Each row with its last recorded run's outcome and end (`last_outcome`, `last_run_at`),
     looked up `batch` jobs at a time so that memory stays flat however many are listed."""
-    from jobctl.history import when
+    from jobctl.history import records_unread, when
     from jobctl.times import format_iso
 
+    failed = False
     while chunk := list(itertools.islice(rows, batch)):
-        found = log.summaries([row["id"] for row in chunk])
+        found = {}
+        if not failed:
+            try:
+                found = log.summaries([row["id"] for row in chunk])
+            except JobctlError as exc:  # the jobs are listed all the same
+                records_unread(exc)
+                failed = True
         for row in chunk:
             summary = found.get(row["id"], {})
             row["last_outcome"] = summary.get("last_outcome")
@@ -101,14 +110,21 @@ def show(target: Target, job_id: str, count: int = 5, at: dt.datetime | None = N
 
         return aps4.detail(aps4.Schedule(*record), at or _now(), tz, _tasks(session), count)
     detail = job_detail(Job(*record), at or _now(), tz, count)
-    log = session.backend.run_log()
+    from jobctl.history import readable_run_log, records_unread
+
+    log = readable_run_log(session)
     if log is not None:  # what the companion recorded: the last runs, and the last success
         from jobctl.history import run_view, when
         from jobctl.times import format_iso
 
-        detail["last_runs"] = [run_view(run, tz) for run in log.runs([job_id], limit=5) if run.get("job_id") == job_id]
-        summary = log.summaries([job_id]).get(job_id, {})
-        detail["last_success"] = format_iso(when(summary.get("last_success_at")), tz)
+        try:
+            last_runs = [run_view(run, tz) for run in log.runs([job_id], limit=5) if run.get("job_id") == job_id]
+            summary = log.summaries([job_id]).get(job_id, {})
+        except JobctlError as exc:  # the job is shown all the same
+            records_unread(exc)
+        else:
+            detail["last_runs"] = last_runs
+            detail["last_success"] = format_iso(when(summary.get("last_success_at")), tz)
     return detail
 
 
@@ -566,7 +582,9 @@ def wait_for_run(target: Target, job_id: str, after: float, timeout: float, tz: 
     log = session.backend.run_log()
     started = time.monotonic()
     while True:
-        for run in log.runs([job_id], since=after - 1, limit=20) if log is not None else []:
+        # by when it was planned, jobctl's own clock: the end time is the application's, and on
+        # Redis the stream's ids the server's, either of which may lag; five minutes of slack
+        for run in log.runs([job_id], since=after - 300, limit=20) if log is not None else []:
             planned = run.get("scheduled_run_time")
             if run.get("job_id") == job_id and isinstance(planned, (int, float)) and planned >= after - 0.001:
                 return Waited(run_view(run, tz), time.monotonic() - started)

@@ -123,11 +123,21 @@ def check(
 def _runs(session: Any, report: Report, now: float) -> Runs | None:
     """The companion's records: jobs (still in the store, not paused) whose last run failed,
     and which schedulers are alive."""
-    from jobctl.history import gaps, is_alive
+    from jobctl.history import readable_run_log, records_unread
 
-    log = session.backend.run_log()
+    log = readable_run_log(session)
     if log is None:
         return None
+    try:
+        return _read_runs(session, report, now, log)
+    except JobctlError as exc:  # the jobs are checked all the same; the monitor is told why
+        records_unread(exc)
+        return None
+
+
+def _read_runs(session: Any, report: Report, now: float, log: Any) -> Runs:
+    from jobctl.history import gaps, is_alive
+
     failing = log.summaries(failing=True)
     active = {job.id for job in (Job(*r) for r in session.get_many(sorted(failing)).values()) if job.next_run_timestamp is not None} if failing else set()
     rows = [{"id": job_id, **summary} for job_id, summary in failing.items() if job_id in active]
@@ -190,9 +200,14 @@ def _verdict(report: Report) -> tuple[str, str]:
 
 def _failed(rows: list[dict[str, Any]]) -> str:
     """'2 jobs (report: ValueError: no data, sync)': the first few, with the first's error."""
-    names = [row["id"] + (f": {row['last_error']}" if n == 0 and row.get("last_error") else "") for n, row in enumerate(rows[:3])]
+    names = [row["id"] + (f": {_cut(row['last_error'])}" if n == 0 and row.get("last_error") else "") for n, row in enumerate(rows[:3])]
     more = f", {len(rows) - 3} more" if len(rows) > 3 else ""
     return f"{_plural(len(rows), 'job')} ({', '.join(names)}{more})"
+
+
+def _cut(text: str, most: int = 200) -> str:
+    """An error as the one summary line carries it: a monitor shows that line whole."""
+    return text if len(text) <= most else text[: most - 1] + "…"
 
 
 def _no_scheduler(runs: Runs, report: Report) -> str:
@@ -282,10 +297,15 @@ def as_text(report: Report, tz: dt.tzinfo, detailed: bool) -> str:
 
         if runs.schedulers:
             lines.append(f"schedulers: {len(runs.alive)} running of {len(runs.schedulers)} seen")
-        for n, s in enumerate(runs.schedulers):
-            branch = "└─" if n == len(runs.schedulers) - 1 else "├─"
-            state = "running" if s in runs.alive else ("stopped" if s.get("stopped_at") is not None else "silent")
+        alive = {s["instance"] for s in runs.alive}
+        # the live ones first, then those heard from last: a fleet that restarts often leaves many rows
+        seen = sorted(runs.schedulers, key=lambda s: (s["instance"] not in alive, -(s.get("heartbeat_at") or 0)))[:SHOWN]
+        for n, s in enumerate(seen):
+            branch = "└─" if n == len(seen) - 1 and len(runs.schedulers) <= SHOWN else "├─"
+            state = "running" if s["instance"] in alive else ("stopped" if s.get("stopped_at") is not None else "silent")
             lines.append(f"{branch} {monitor_text(describe(s))}: {state}, last heartbeat {relative(when(s.get('heartbeat_at')), report.at)}")
+        if len(runs.schedulers) > SHOWN:
+            lines.append(f"└─ {len(runs.schedulers) - SHOWN} more")
         if runs.failing:
             lines.append("failing:")
             for n, row in enumerate(runs.failing[:SHOWN]):
@@ -350,6 +370,7 @@ def _runs_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
     runs = report.runs
     assert runs is not None
     age = heartbeat_age(report)
+    alive = {s["instance"] for s in runs.alive}
     return {
         "failing_jobs": [
             {"id": row["id"], "failures_in_row": row["failures_in_row"], "last_error": row.get("last_error"),
@@ -358,7 +379,7 @@ def _runs_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
         ],
         "failures_threshold": report.failures,
         "schedulers": [
-            {"instance": s.get("instance"), "host": s.get("host"), "pid": s.get("pid"), "alive": s in runs.alive,
+            {"instance": s.get("instance"), "host": s.get("host"), "pid": s.get("pid"), "alive": s["instance"] in alive,
              "heartbeat_at": format_iso(when(s.get("heartbeat_at")), tz), "stopped_at": format_iso(when(s.get("stopped_at")), tz),
              "unrecorded": s.get("unrecorded") or 0, "guarded": bool(s.get("guarded")), "wakes": bool(s.get("wakes"))}
             for s in runs.schedulers

@@ -13,6 +13,8 @@ from jobctl.times import format_iso
 UTC = dt.timezone.utc
 # a scheduler is alive while its last heartbeat is at most this many of its intervals old
 MISSED_BEATS = 3
+# seconds a heartbeat may lie ahead of this machine's clock (the application's host keeps its own)
+CLOCK_SKEW = 300
 NOT_RECORDED = (
     "runs are not recorded in this store: attach jobctl's companion in the application "
     "(from jobctl.companion import attach; attach(scheduler)); README: 'Companion'"
@@ -56,6 +58,8 @@ def is_alive(scheduler: dict[str, Any], now: float, heartbeat: float | None = No
     interval = scheduler.get("interval")
     if not isinstance(interval, (int, float)):
         interval = 10.0
+    if beat > now + CLOCK_SKEW:  # a clock far ahead, or a crafted row: no proof of life
+        return False
     return now - beat <= (heartbeat if heartbeat is not None else MISSED_BEATS * interval + 1)
 
 
@@ -76,13 +80,34 @@ def describe(scheduler: dict[str, Any]) -> str:
     return str(scheduler.get("instance"))
 
 
-def gaps(schedulers: list[dict[str, Any]], tz: dt.tzinfo) -> list[str]:
-    """One line per scheduler that could not record some runs (its database was down or slow)."""
-    lines = []
+def gaps(schedulers: list[dict[str, Any]], tz: dt.tzinfo, most: int = 5) -> list[str]:
+    """One line per scheduler that could not record some runs (its database was down or slow),
+    the first `most` of them, then how many more."""
+    lines: list[str] = []
     for s in schedulers:
         count = s.get("unrecorded")
         if isinstance(count, int) and count > 0:
             since, until = format_iso(when(s.get("unrecorded_since")), tz), format_iso(when(s.get("unrecorded_until")), tz)
             span = f" between {since} and {until}" if since and until else ""
             lines.append(f"{describe(s)} could not record {count} run{'s' if count != 1 else ''}{span} (the database did not take them)")
+    if len(lines) > most:
+        lines[most:] = [f"{len(lines) - most} more schedulers could not record some runs"]
     return lines
+
+
+def readable_run_log(session: Any) -> Any:
+    """The store's run log for a command that reads it on the side (list, show, health,
+    changes): one that cannot be read is a warning, never the command's failure."""
+    from jobctl.errors import JobctlError
+
+    try:
+        return session.backend.run_log()
+    except JobctlError as exc:
+        records_unread(exc)
+        return None
+
+
+def records_unread(exc: Exception) -> None:
+    from jobctl.errors import notice
+
+    notice(f"the runs jobctl's companion records could not be read: {exc}")

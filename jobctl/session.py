@@ -210,11 +210,15 @@ class Session:
         if not hasattr(self, "_attached"):
             import time
 
-            from jobctl.history import is_alive
+            from jobctl.errors import JobctlError
+            from jobctl.history import is_alive, readable_run_log, records_unread
 
-            log = self.backend.run_log()
-            now = time.time()
-            self._attached = None if log is None else [s for s in log.schedulers() if is_alive(s, now)]
+            log = readable_run_log(self)
+            try:
+                self._attached = None if log is None else [s for s in log.schedulers() if is_alive(s, time.time())]
+            except JobctlError as exc:  # the change is made all the same
+                records_unread(exc)
+                self._attached = None
         return self._attached
 
     def sample(self, count: int) -> list[Record]:

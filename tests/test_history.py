@@ -226,3 +226,81 @@ def test_a_companion_without_guard_or_wake_is_not_counted_on(tmp_path):
     finally:
         scheduler.terminate()
         scheduler.wait(timeout=30)
+
+
+# --- what anyone may have written beside the store: read bounded, shown cleanly, never fatal --------
+
+
+@pytest.fixture
+def demo_store(tmp_path):
+    path = tmp_path / "demo.sqlite"
+    made = subprocess.run([sys.executable, "-m", "jobctl", "demo", str(path)], capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")}, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    return path, f"sqlite:///{path}"
+
+
+def test_crafted_run_records_are_read_bounded_and_clean(demo_store):
+    import sqlite3
+
+    path, url = demo_store
+    now = time.time()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO apscheduler_jobs_runs (job_id, finished_at, outcome, error_type, error_message, traceback, host, duration) "
+                   "VALUES ('inventory_sync', ?, 'error', 'X', ?, ?, x'ff00', 'NaN')", (now, "m" * 5_000_000, "t" * 5_000_000))
+        db.execute("INSERT INTO apscheduler_jobs_runs (job_id, finished_at, outcome) VALUES ('weekday_digest', 'soon', 'error')")
+        db.execute("INSERT INTO apscheduler_jobs_runs (job_id, finished_at, outcome) VALUES (NULL, ?, 'error')", (now,))
+        db.execute("INSERT INTO apscheduler_jobs_schedulers (instance, host, pid, heartbeat_at, interval) VALUES ('gone', 'h', 1, '-Infinity', 1)")
+        db.execute("INSERT INTO apscheduler_jobs_schedulers (instance, host, pid, heartbeat_at, interval) VALUES ('ahead', 'h', 2, 1e300, 1)")
+    db.close()
+    result = jobctl("--url", url, "history", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    runs = json.loads(result.stdout)  # valid JSON: no NaN, no bytes
+    crafted = runs[0]
+    assert crafted["job_id"] == "inventory_sync" and crafted["duration"] is None and crafted["host"] == "\ufffd\x00"
+    assert len(result.stdout) < 50_000  # the message and traceback cut to their bounds
+    assert all(run["job_id"] for run in runs) and not any(run["finished_at"] == "soon" for run in runs)
+    health = jobctl("--url", url, "health", "--detailed", "-o", "json")
+    report = json.loads(health.stdout)
+    # neither a heartbeat at -inf nor one 10**300 seconds ahead proves a scheduler alive
+    assert health.returncode == 2 and "no scheduler is running" in report["reason"], report["reason"]
+    assert report["runs"]["heartbeat_age_seconds"] is not None
+    assert len(report["summary"]) < 2000
+    assert jobctl("--url", url, "show", "inventory_sync").returncode == 0
+
+
+def test_tables_someone_else_made_do_not_stop_the_jobs(tmp_path):
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path / 'app.sqlite'}"
+    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, "apscheduler_jobs", f"nightly:3600:{tmp_path / 'n.txt'}"],
+                   check=True, env=app_env(), timeout=120, capture_output=True)
+    with sqlite3.connect(tmp_path / "app.sqlite") as db:
+        db.execute("CREATE TABLE apscheduler_jobs_runs (id INTEGER PRIMARY KEY, job_id INTEGER, note TEXT)")
+    db.close()
+    for command in (["list"], ["show", "nightly"], ["health"]):
+        result = jobctl("--url", url, *command)
+        assert result.returncode == 0, (command, result.stderr)
+        assert "is not one jobctl's companion made (no column" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_redis_keys_someone_else_made_do_not_stop_the_jobs(tmp_path):
+    url = server_url("JOBCTL_TEST_REDIS_URL")
+    tag = uuid.uuid4().hex[:10]
+    keys = [f"test.{tag}.jobs", f"test.{tag}.run_times"]
+    subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, "apscheduler_jobs", "--jobs-key", keys[0], "--run-times-key", keys[1],
+                    f"nightly:3600:{tmp_path / 'n.txt'}"], check=True, env=app_env(), timeout=120, capture_output=True)
+    client = redis_client(url)
+    options = ["--url", url, "--jobs-key", keys[0], "--run-times-key", keys[1]]
+    try:
+        client.hset(f"{keys[0]}.last_runs", "nightly", '{"last_outcome": "error", "failures_in_row": "lots", "last_error": {"a": 1}}')
+        health = jobctl(*options, "health", "-o", "json")
+        assert health.returncode == 1 and json.loads(health.stdout)["runs"]["failing_jobs"][0]["failures_in_row"] == 0
+        client.set(f"{keys[0]}.runs", "not a stream")
+        for command in (["list"], ["show", "nightly"], ["health"]):
+            result = jobctl(*options, *command)
+            assert result.returncode == 0, (command, result.stderr)
+            assert "is a string, not what jobctl's companion writes" in result.stderr
+    finally:
+        client.delete(*keys, *(f"{keys[0]}.{suffix}" for suffix in ("runs", "last_runs", "schedulers")))
+        client.close()

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.deadline import Cut
-from jobctl.errors import JobctlError, MissingStore, StoreError, UsageError
+from jobctl.errors import JobctlError, MissingStore, StoreError, UsageError, notice
 
 if TYPE_CHECKING:
     from jobctl.backends.runs import RunLog
@@ -596,9 +596,16 @@ class RedisJobKeys(Backend):
         from jobctl.companion import layout
 
         jobs_key = self.target.jobs_key
-        keys = [layout.runs_key(jobs_key), layout.last_runs_key(jobs_key), layout.schedulers_key(jobs_key)]
-        present = self._call(lambda: self.client.exists(*keys), "Redis error on")
-        return RedisRunLog(self) if present else None
+        expected = {layout.runs_key(jobs_key): "stream", layout.last_runs_key(jobs_key): "hash", layout.schedulers_key(jobs_key): "hash"}
+        def kind_of(key: str) -> str:
+            return _text(self._call(lambda: self.client.type(key), "Redis error on"))
+
+        kinds = {key: kind_of(key) for key in expected}
+        wrong = [f"{key!r} is a {kinds[key]}" for key, kind in expected.items() if kinds[key] not in (kind, "none")]
+        if wrong:  # someone else's keys: not read, and said once
+            notice(f"{', '.join(wrong)}, not what jobctl's companion writes: runs are not read")
+            return None
+        return RedisRunLog(self) if any(kind != "none" for kind in kinds.values()) else None
 
     def close(self) -> None:
         self.client.close()

@@ -63,13 +63,29 @@ class SqlRunLog(RunLog):
     def _read(self, query: Any) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in self.backend._run(lambda conn: conn.execute(query).all())]
 
+    def _columns(self, table: Any, spec: dict[str, str]) -> list[Any]:
+        """Each column as the driver gives it (no SQLAlchemy type converts a damaged value),
+        text cut to its bound in the database itself: a crafted 30 MB message never comes over."""
+        from sqlalchemy import func, type_coerce
+        from sqlalchemy.types import NullType
+
+        out = []
+        for name, kind in spec.items():
+            column = table.c[name]
+            limit = _text_limit(name, kind)
+            if limit is not None:
+                out.append(func.substr(type_coerce(column, NullType()), 1, limit).label(name))
+            else:
+                out.append(type_coerce(column, NullType()).label(name))
+        return out
+
     def runs(self, patterns: Sequence[str] = (), outcomes: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
         from sqlalchemy import and_, or_, select
 
         from jobctl.backends.sql_aps3 import _like
 
         c = self.runs_table.c
-        query = select(*[c[name] for name in layout.RUN_COLUMNS]).order_by(c.finished_at.desc(), c.id.desc())
+        query = select(*self._columns(self.runs_table, layout.RUN_COLUMNS)).where(c.finished_at.isnot(None)).order_by(c.finished_at.desc(), c.id.desc())
         if patterns:
             clauses = []
             for pattern in patterns:
@@ -88,7 +104,8 @@ class SqlRunLog(RunLog):
             if after is not None:  # keyset: the LIKE prefilter may return rows the glob does not match
                 page = page.where(or_(c.finished_at < after[0], and_(c.finished_at == after[0], c.id < after[1])))
             rows = self._read(page.limit(self.PAGE))
-            found += [row for row in rows if isinstance(row.get("job_id"), str) and wanted(row["job_id"])]
+            cleaned = (clean_run(row) for row in rows)
+            found += [run for run in cleaned if run is not None and wanted(run["job_id"])]
             if len(rows) < self.PAGE:
                 break
             after = (rows[-1]["finished_at"], rows[-1]["id"])
@@ -105,10 +122,11 @@ class SqlRunLog(RunLog):
             ids = list(job_ids)
             latest, success, errors = (q.where(c.job_id.in_(ids)) for q in (latest, success, errors))
         latest_q, success_q, errors_q = latest.subquery(), success.subquery(), errors.subquery()
-        last = select(c.job_id, c.outcome, c.finished_at, c.error_type, c.error_message).join(latest_q, c.id == latest_q.c.id)
+        short = {name: layout.RUN_COLUMNS[name] for name in ("job_id", "outcome", "finished_at", "error_type", "error_message")}
+        last = select(*self._columns(self.runs_table, short)).join(latest_q, c.id == latest_q.c.id)
         if failing:
             last = last.where(c.outcome == layout.ERROR)
-        last_error = select(c.job_id, c.error_type, c.error_message).join(errors_q, c.id == errors_q.c.id)
+        last_error = select(*self._columns(self.runs_table, {k: short[k] for k in ("job_id", "error_type", "error_message")})).join(errors_q, c.id == errors_q.c.id)
         # errors since the last success (every error when there was none): consecutive failures
         in_row = (
             select(c.job_id, func.count().label("n"))
@@ -120,24 +138,26 @@ class SqlRunLog(RunLog):
             in_row = in_row.where(c.job_id.in_(list(job_ids)))
         out: dict[str, dict[str, Any]] = {}
         for row in self._read(last):
-            out[row["job_id"]] = {
-                "last_outcome": row["outcome"],
-                "last_finished_at": row["finished_at"],
-                "last_success_at": None,
-                "failures_in_row": 0,
-                "last_error": None,
-            }
+            job_id = _text_or_none(row["job_id"], 191)
+            if job_id is not None:
+                out[job_id] = {
+                    "last_outcome": _text_or_none(row["outcome"], 16),
+                    "last_finished_at": finite(row["finished_at"]),
+                    "last_success_at": None,
+                    "failures_in_row": 0,
+                    "last_error": None,
+                }
         if not out:
             return out
         for row in self._read(select(success_q.c.job_id, success_q.c.at)):
             if row["job_id"] in out:
-                out[row["job_id"]]["last_success_at"] = row["at"]
+                out[row["job_id"]]["last_success_at"] = finite(row["at"])
         for row in self._read(in_row):
             if row["job_id"] in out:
-                out[row["job_id"]]["failures_in_row"] = int(row["n"])
+                out[row["job_id"]]["failures_in_row"] = _count(row["n"])
         for row in self._read(last_error):
             if row["job_id"] in out:
-                out[row["job_id"]]["last_error"] = error_text(row)
+                out[row["job_id"]]["last_error"] = error_text({k: _text_or_none(v, layout.ERROR_MESSAGE_CHARS) for k, v in row.items()})
         return out
 
     def schedulers(self) -> list[dict[str, Any]]:
@@ -145,14 +165,15 @@ class SqlRunLog(RunLog):
 
         if self.schedulers_table is None:
             return []
-        return self._read(select(self.schedulers_table))
+        rows = self._read(select(*self._columns(self.schedulers_table, layout.SCHEDULER_COLUMNS)))
+        return [row for row in (clean_scheduler(raw) for raw in rows) if row is not None]
 
 
 class RedisRunLog(RunLog):
     """The `JOBS_KEY.runs` stream, `.last_runs` and `.schedulers` hashes, read through the
     jobs keys' backend."""
 
-    PAGE = 500
+    PAGE = 100  # a stream entry is read whole: a page of crafted ones stays bounded
 
     def __init__(self, backend: Any) -> None:
         self.backend = backend
@@ -172,8 +193,8 @@ class RedisRunLog(RunLog):
         while len(found) < limit:
             entries = self._call(lambda high=high: client.xrevrange(self.runs_key, high, low, count=self.PAGE))
             for entry_id, fields in entries:
-                run = stream_run(entry_id, fields)
-                if wanted(run["job_id"] or "") and (not outcomes or run["outcome"] in outcomes) and (since is None or (run["finished_at"] or 0) >= since):
+                run = clean_run(stream_run(entry_id, fields))
+                if run is not None and wanted(run["job_id"]) and (not outcomes or run["outcome"] in outcomes) and (since is None or run["finished_at"] >= since):
                     found.append(run)
             if len(entries) < self.PAGE:
                 break
@@ -196,8 +217,9 @@ class RedisRunLog(RunLog):
         out = {}
         for key, value in pairs:
             summary = _json_object(value)
-            if summary is not None and (not failing or summary.get("last_outcome") == layout.ERROR):
-                out[_text(key)] = {name: summary.get(name) for name in layout.SUMMARY_FIELDS}
+            summary = None if summary is None else clean_summary(summary)
+            if summary is not None and (not failing or summary["last_outcome"] == layout.ERROR):
+                out[_text(key)[:191]] = summary
         return out
 
     def schedulers(self) -> list[dict[str, Any]]:
@@ -206,8 +228,95 @@ class RedisRunLog(RunLog):
         for key, value in raw.items():
             row = _json_object(value)
             if row is not None:
-                out.append({**{name: row.get(name) for name in layout.SCHEDULER_COLUMNS}, "instance": _text(key)})
+                cleaned = clean_scheduler({**row, "instance": _text(key)})
+                if cleaned is not None:
+                    out.append(cleaned)
         return out
+
+
+# --- what a record may hold: anyone may have written these tables and keys ---------------------
+
+
+def finite(value: Any) -> float | None:
+    """A number that is a time or a duration: finite, or None (NaN, infinities, text, bytes)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value) if isinstance(value, str) else None
+        except ValueError:
+            return None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        return None
+    return float(value)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def _text_limit(name: str, kind: str) -> int | None:
+    if kind.startswith("text:"):
+        return int(kind[5:])
+    if kind == "long":
+        return layout.ERROR_MESSAGE_CHARS if name == "error_message" else layout.TRACEBACK_CHARS
+    return None
+
+
+def _text_or_none(value: Any, limit: int) -> str | None:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value[: limit * 4]).decode("utf-8", "replace")
+    return value[:limit] if isinstance(value, str) else None
+
+
+def clean_run(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A run as read, every field of the kind the layout says (bounded text, finite numbers,
+    an int pid) or None; a run with no job id or no finite end is no run (None)."""
+    run: dict[str, Any] = {"id": raw.get("id")}
+    for name, kind in layout.RUN_COLUMNS.items():
+        if name == "id":
+            continue
+        value = raw.get(name)
+        if kind == "float":
+            run[name] = finite(value)
+        elif kind == "int":
+            run[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+        else:
+            run[name] = _text_or_none(value, _text_limit(name, kind) or 0)
+    if run["job_id"] is None or run["finished_at"] is None:
+        return None
+    return run
+
+
+def clean_summary(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A Redis `last_runs` summary of the layout's kinds, or None."""
+    outcome = _text_or_none(raw.get("last_outcome"), 16)
+    if outcome is None:
+        return None
+    return {
+        "last_outcome": outcome,
+        "last_finished_at": finite(raw.get("last_finished_at")),
+        "last_success_at": finite(raw.get("last_success_at")),
+        "failures_in_row": _count(raw.get("failures_in_row")),
+        "last_error": _text_or_none(raw.get("last_error"), layout.ERROR_MESSAGE_CHARS),
+    }
+
+
+def clean_scheduler(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A scheduler's row of the layout's kinds (an instance id it must have), or None."""
+    row: dict[str, Any] = {}
+    for name, kind in layout.SCHEDULER_COLUMNS.items():
+        value = raw.get(name)
+        if kind == "float":
+            row[name] = finite(value)
+        elif kind == "int":
+            row[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+        else:
+            row[name] = _text_or_none(value, _text_limit(name, kind) or 0)
+    if row["instance"] is None:
+        return None
+    if row["interval"] is not None and row["interval"] <= 0:
+        row["interval"] = None
+    row["unrecorded"] = _count(row["unrecorded"])
+    return row
 
 
 def error_text(row: dict[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.deadline import Cut
 from jobctl.backends.sqlite_files import SqliteFile
-from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError
+from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError, notice
 
 if TYPE_CHECKING:
     from jobctl.backends.runs import RunLog
@@ -408,9 +408,19 @@ class SqlJobTable(Backend):
         from jobctl.companion import layout
 
         def present(conn: Any) -> tuple[bool, bool]:
+            """Whether each table is there and is the companion's: every column of the layout."""
             inspector = inspect(conn)
             names = (layout.runs_table_name(self.target.table), layout.schedulers_table_name(self.target.table))
-            return inspector.has_table(names[0], schema=self.target.schema), inspector.has_table(names[1], schema=self.target.schema)
+            found = []
+            for name, spec in zip(names, (layout.RUN_COLUMNS, layout.SCHEDULER_COLUMNS), strict=True):
+                if not inspector.has_table(name, schema=self.target.schema):
+                    found.append(False)
+                    continue
+                missing = set(spec) - {c["name"] for c in inspector.get_columns(name, schema=self.target.schema)}
+                if missing:
+                    notice(f"table {name!r} is not one jobctl's companion made (no column {', '.join(sorted(missing))}): its runs are not read")
+                found.append(not missing)
+            return found[0], found[1]
 
         runs_there, schedulers_there = self._run(present)
         if not runs_there:
