@@ -194,9 +194,24 @@ def summarize(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[s
         summary["last_success_at"] = record["finished_at"]
         summary["failures_in_row"] = 0
     elif outcome == layout.ERROR:
-        summary["failures_in_row"] = int(summary.get("failures_in_row") or 0) + 1
+        summary["failures_in_row"] = _count(summary.get("failures_in_row")) + 1
         summary["last_error"] = error_text(record)
     return summary
+
+
+def _count(value: Any) -> int:
+    """A stored count as an int: anything else someone wrote there (text, a float) counts 0,
+    so one damaged summary never stops a job's runs from being recorded."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def stored_time(value: Any, default: float) -> float:
+    """A stored epoch time as a float; `default` for anything that is not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return default
+    return number if number == number and abs(number) != float("inf") else default
 
 
 def error_text(record: dict[str, Any]) -> str | None:

@@ -104,13 +104,13 @@ class RedisSink:
         stale = []
         for instance, raw in self.redis.hgetall(self.schedulers_key).items():
             row = records.parse_summary(raw) or {}
-            if float(row.get("heartbeat_at") or 0) < cutoff:
+            if records.stored_time(row.get("heartbeat_at"), 0.0) < cutoff:  # damaged: stale
                 stale.append(instance)
         if stale:
             self.redis.hdel(self.schedulers_key, *stale)
         cursor, entries = self.redis.hscan(self.last_runs_key, self.scan_cursor, count=SCAN_COUNT)
         old = [job_id for job_id, raw in entries.items()
-               if float((records.parse_summary(raw) or {}).get("last_finished_at") or cutoff) < cutoff]
+               if records.stored_time((records.parse_summary(raw) or {}).get("last_finished_at"), 0.0) < cutoff]
         if old:
             self.redis.hdel(self.last_runs_key, *old)
             for job_id in old:
