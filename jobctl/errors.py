@@ -28,6 +28,11 @@ class StoreError(JobctlError):
     """The store cannot be reached, does not exist, or is not an APScheduler job table."""
 
 
+class Unanswered(StoreError):
+    """The store did not answer in time or could not be reached: nothing more can be read from
+    it in this command (where a side read fails so, the command fails, not only that read)."""
+
+
 class MissingStore(StoreError):
     """The SQLite file or the job table does not exist (jobctl never creates them unasked).
 

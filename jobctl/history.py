@@ -97,7 +97,8 @@ def gaps(schedulers: list[dict[str, Any]], tz: dt.tzinfo, most: int = 5) -> list
 
 def readable_run_log(session: Any) -> Any:
     """The store's run log for a command that reads it on the side (list, show, health,
-    changes): one that cannot be read is a warning, never the command's failure."""
+    changes): one the store refuses to give (no permission, a damaged table) is a warning, never
+    the command's failure; a store that does not answer fails the command as any read would."""
     from jobctl.errors import JobctlError
 
     try:
@@ -108,6 +109,10 @@ def readable_run_log(session: Any) -> Any:
 
 
 def records_unread(exc: Exception) -> None:
-    from jobctl.errors import notice
+    """Say the runs could not be read, unless the store itself is not answering: then raise, so
+    that the command fails in one line rather than warning and failing at its next read."""
+    from jobctl.errors import LockTimeout, Unanswered, notice
 
+    if isinstance(exc, (Unanswered, LockTimeout)):
+        raise exc
     notice(f"the runs jobctl's companion records could not be read: {exc}")

@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.deadline import Cut
-from jobctl.errors import JobctlError, MissingStore, StoreError, UsageError, notice
+from jobctl.errors import JobctlError, MissingStore, StoreError, Unanswered, UsageError, notice
 
 if TYPE_CHECKING:
     from jobctl.backends.runs import RunLog
@@ -417,8 +417,8 @@ class RedisJobKeys(Backend):
         if self.cut.fired or isinstance(exc, errors.TimeoutError) or "timed out" in lowered:
             if self.connecting:
                 tls = " (is that port TLS? rediss:// speaks TLS, redis:// does not)" if self.location.startswith("rediss:") else ""
-                return StoreError(f"could not connect to {self.location} within {self.connect_seconds} s{tls}")
-            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT){unknown}")
+                return Unanswered(f"could not connect to {self.location} within {self.connect_seconds} s{tls}")
+            return Unanswered(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT){unknown}")
         if _is_auth(exc):
             if urlsplit(self.target.url).password is None and "password=" not in self.target.url.lower():
                 return StoreError(f"{self.location} needs a password: give it in the URL (redis://:PASSWORD@host/0) or with password_env in the config file")
@@ -437,7 +437,7 @@ class RedisJobKeys(Backend):
         if isinstance(exc, errors.ResponseError) and message.startswith("BUSY"):
             return StoreError(f"{self.location} is busy running another client's script; nothing was changed: {message}")
         if isinstance(exc, (errors.ConnectionError, OSError)):
-            return StoreError(f"cannot reach {self.location}: {message}{unknown}")
+            return Unanswered(f"cannot reach {self.location}: {message}{unknown}")
         return StoreError(f"{doing} {self.location}: {message}{'' if isinstance(exc, errors.ResponseError) else unknown}")
 
     # --- reading ---------------------------------------------------------------------

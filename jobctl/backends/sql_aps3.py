@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from jobctl.backends.base import Backend, Page, Record, Stats, Target
 from jobctl.backends.deadline import Cut
 from jobctl.backends.sqlite_files import SqliteFile
-from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, UsageError, notice
+from jobctl.errors import Conflict, JobctlError, LockTimeout, MissingStore, StoreError, Unanswered, UsageError, notice
 
 if TYPE_CHECKING:
     from jobctl.backends.runs import RunLog
@@ -233,10 +233,10 @@ class SqlJobTable(Backend):
         message = _first_line(orig)
         if self.cut.fired:
             outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
-            return StoreError(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT){outcome}")
+            return Unanswered(f"{self.location} did not answer within {self.step_seconds} s (JOBCTL_LOCK_TIMEOUT + JOBCTL_TIMEOUT){outcome}")
         if _is_timeout(orig):
             outcome = "; the change may or may not have been made: check with 'jobctl show'" if writes else ""
-            return StoreError(f"{self.location} did not answer in time (JOBCTL_TIMEOUT){outcome}: {message}")
+            return Unanswered(f"{self.location} did not answer in time (JOBCTL_TIMEOUT){outcome}: {message}")
         if _lock_wait_expired(orig):
             outcome = ", so nothing was changed" if writes else ""
             return LockTimeout(
