@@ -267,20 +267,25 @@ def _text_or_none(value: Any, limit: int) -> str | None:
     return value[:limit] if isinstance(value, str) else None
 
 
-def clean_run(raw: dict[str, Any]) -> dict[str, Any] | None:
-    """A run as read, every field of the kind the layout says (bounded text, finite numbers,
-    an int pid) or None; a run with no job id or no finite end is no run (None)."""
-    run: dict[str, Any] = {"id": raw.get("id")}
-    for name, kind in layout.RUN_COLUMNS.items():
-        if name == "id":
-            continue
+def _of_kinds(raw: dict[str, Any], spec: dict[str, str]) -> dict[str, Any]:
+    """Every field of `spec` of the kind the layout says: finite numbers, ints, bounded text;
+    None for a value of any other kind (anyone may have written these tables and keys)."""
+    out: dict[str, Any] = {}
+    for name, kind in spec.items():
         value = raw.get(name)
         if kind == "float":
-            run[name] = finite(value)
+            out[name] = finite(value)
         elif kind == "int":
-            run[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
-        else:
-            run[name] = _text_or_none(value, _text_limit(name, kind) or 0)
+            out[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+        elif kind != "id":
+            out[name] = _text_or_none(value, _text_limit(name, kind) or 0)
+    return out
+
+
+def clean_run(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """A run as read, of the layout's kinds; a run with no job id or no finite end is no run
+    (None)."""
+    run = {"id": raw.get("id"), **_of_kinds(raw, layout.RUN_COLUMNS)}
     if run["job_id"] is None or run["finished_at"] is None:
         return None
     return run
@@ -302,15 +307,7 @@ def clean_summary(raw: dict[str, Any]) -> dict[str, Any] | None:
 
 def clean_scheduler(raw: dict[str, Any]) -> dict[str, Any] | None:
     """A scheduler's row of the layout's kinds (an instance id it must have), or None."""
-    row: dict[str, Any] = {}
-    for name, kind in layout.SCHEDULER_COLUMNS.items():
-        value = raw.get(name)
-        if kind == "float":
-            row[name] = finite(value)
-        elif kind == "int":
-            row[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
-        else:
-            row[name] = _text_or_none(value, _text_limit(name, kind) or 0)
+    row = _of_kinds(raw, layout.SCHEDULER_COLUMNS)
     if row["instance"] is None:
         return None
     if row["interval"] is not None and row["interval"] <= 0:
