@@ -9,6 +9,7 @@ from typing import Any
 
 from jobctl.backends.runs import error_text
 from jobctl.times import format_iso
+from jobctl.times import from_timestamp as when  # a stored epoch time as a datetime (None for none)
 
 UTC = dt.timezone.utc
 # a scheduler is alive while its last heartbeat is at most this many of its intervals old
@@ -19,16 +20,6 @@ NOT_RECORDED = (
     "runs are not recorded in this store: attach jobctl's companion in the application "
     "(from jobctl.companion import attach; attach(scheduler)); README: 'Companion'"
 )
-
-
-def when(timestamp: Any) -> dt.datetime | None:
-    """A stored epoch time as an aware datetime (None for none or a damaged value)."""
-    if not isinstance(timestamp, (int, float)) or timestamp != timestamp:
-        return None
-    try:
-        return dt.datetime.fromtimestamp(timestamp, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 def run_view(run: dict[str, Any], tz: dt.tzinfo) -> dict[str, Any]:

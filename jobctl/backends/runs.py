@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobctl.companion import layout
+from jobctl.companion.records import error_text  # 'Type: message', as the companion writes it
 
 RUN_FIELDS = tuple(name for name in layout.RUN_COLUMNS if name != "id")
-_GLOB_CHARS = set("*?[")
 
 
 def _matcher(patterns: Sequence[str]) -> Any:
@@ -82,17 +82,12 @@ class SqlRunLog(RunLog):
     def runs(self, patterns: Sequence[str] = (), outcomes: Sequence[str] = (), since: float | None = None, limit: int = 100) -> list[dict[str, Any]]:
         from sqlalchemy import and_, or_, select
 
-        from jobctl.backends.sql_aps3 import _like
+        from jobctl.backends.sql_aps3 import hint_filter
 
         c = self.runs_table.c
         query = select(*self._columns(self.runs_table, layout.RUN_COLUMNS)).where(c.finished_at.isnot(None)).order_by(c.finished_at.desc(), c.id.desc())
         if patterns:
-            clauses = []
-            for pattern in patterns:
-                clauses.append(c.job_id == pattern)
-                if _GLOB_CHARS & set(pattern):
-                    clauses.append(c.job_id.like(_like(pattern), escape="\\"))
-            query = query.where(or_(*clauses))
+            query = query.where(hint_filter(c.job_id, patterns))
         if outcomes:
             query = query.where(c.outcome.in_(list(outcomes)))
         if since is not None:
@@ -314,15 +309,6 @@ def clean_scheduler(raw: dict[str, Any]) -> dict[str, Any] | None:
         row["interval"] = None
     row["unrecorded"] = _count(row["unrecorded"])
     return row
-
-
-def error_text(row: dict[str, Any]) -> str | None:
-    """'Type: message', as history shows an error (None for a run without one)."""
-    kind, message = row.get("error_type"), row.get("error_message")
-    if not kind and not message:
-        return None
-    short = (kind or "").rsplit(".", 1)[-1]
-    return f"{short}: {message}" if message else short
 
 
 def stream_run(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:

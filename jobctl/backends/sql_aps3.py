@@ -267,18 +267,7 @@ class SqlJobTable(Backend):
         return select(c.id, type_coerce(c.next_run_time, NullType()), type_coerce(c.job_state, NullType()))
 
     def _hint_filter(self, hint: Sequence[str]) -> Any:
-        """A prefilter for globs: the caller matches exactly afterwards (LIKE ignores case on
-        some databases, and a class [ab] becomes any one character)."""
-        from sqlalchemy import or_
-
-        if not hint:
-            return None
-        clauses = []
-        for pattern in hint:
-            clauses.append(self.jobs.c.id == pattern)  # an id may itself hold *, ? or [
-            if _GLOB_CHARS & set(pattern):
-                clauses.append(self.jobs.c.id.like(_like(pattern), escape="\\"))
-        return or_(*clauses)
+        return hint_filter(self.jobs.c.id, hint)
 
     @property
     def names(self) -> dict[str, str | None]:
@@ -479,6 +468,21 @@ class _Rollback(Exception):
 def _chunks(ids: list[str], size: int = ID_CHUNK) -> Iterator[list[str]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
+
+
+def hint_filter(column: Any, hint: Sequence[str]) -> Any:
+    """A prefilter on `column` for globs: the caller matches exactly afterwards (LIKE ignores
+    case on some databases, and a class [ab] becomes any one character). None for no hint."""
+    from sqlalchemy import or_
+
+    if not hint:
+        return None
+    clauses = []
+    for pattern in hint:
+        clauses.append(column == pattern)  # an id may itself hold *, ? or [
+        if _GLOB_CHARS & set(pattern):
+            clauses.append(column.like(_like(pattern), escape="\\"))
+    return or_(*clauses)
 
 
 def _like(pattern: str) -> str:
