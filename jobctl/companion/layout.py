@@ -9,13 +9,19 @@ SQL stores (SQLAlchemyJobStore's table TABLE, in SCHEMA if any), two tables besi
 - `TABLE_runs`: one row per run of a job, columns `RUN_COLUMNS` (times are UTC epoch seconds,
   as APScheduler 3 keeps `next_run_time`), indexed on (job_id, id) and on finished_at;
 - `TABLE_schedulers`: one row per attached scheduler, columns `SCHEDULER_COLUMNS`: its
-  heartbeat, its clean stop, and the runs it could not record.
+  heartbeat, its clean stop, and the runs it could not record;
+- `TABLE_run_totals`: one row per job, columns `TOTALS_COLUMNS`: how many of its runs were
+  recorded, by outcome, since the companion began counting them (a monotonic counter: pruning
+  `TABLE_runs` leaves it alone), updated in the transaction that inserts the runs. A job with
+  no run in keep_days loses its row, as it loses its runs. Optional for readers: a companion
+  older than it did not make it.
 
 Redis stores (RedisJobStore's hash JOBS_KEY):
 
 - `JOBS_KEY.runs`: a stream, one entry per run, fields `RUN_COLUMNS` (absent when None);
 - `JOBS_KEY.last_runs`: a hash, job id -> JSON summary (`SUMMARY_FIELDS`), so that `list` and
-  `health` need not read the stream;
+  `health` need not read the stream; its `runs` ({outcome: count}) is the job's totals (as
+  `TABLE_run_totals`), absent in summaries an older companion wrote;
 - `JOBS_KEY.schedulers`: a hash, scheduler instance -> JSON object of `SCHEDULER_COLUMNS`.
 
 Wake-up: jobctl, having changed a store, sends an empty message on `wake_channel(...)`:
@@ -35,7 +41,8 @@ OUTCOMES = (SUCCESS, ERROR, MISSED, SKIPPED)
 ERROR_MESSAGE_CHARS = 2000
 TRACEBACK_CHARS = 8000
 
-# name -> kind ("id", "text:N" a bounded string, "long" unbounded text, "float", "int")
+# name -> kind ("id", "text:N" a bounded string, "long" unbounded text, "float", "int", "count"
+# a 64-bit count)
 RUN_COLUMNS: dict[str, str] = {
     "id": "id",
     "job_id": "text:191",
@@ -68,7 +75,23 @@ SCHEDULER_COLUMNS: dict[str, str] = {
     "wakes": "int",  # 1: it wakes when jobctl changes this store
 }
 
-SUMMARY_FIELDS = ("last_outcome", "last_finished_at", "last_success_at", "failures_in_row", "last_error")
+# one row per job (primary key job_id): the runs recorded for it by outcome (one column per
+# OUTCOMES), monotonic; last_finished_at is the end of its latest run (what pruning looks at)
+TOTALS_COLUMNS: dict[str, str] = {
+    "job_id": "text:191",
+    **{outcome: "count" for outcome in OUTCOMES},
+    "last_finished_at": "float",
+}
+
+# A job's summary (RunLog.summaries; the Redis last_runs JSON):
+# - last_outcome, last_finished_at: the last recorded run;
+# - last_success_at: the last success's end; failures_in_row: errors since it;
+# - last_error: 'Type: message' of the latest error (kept after a success);
+# - last_duration: seconds the last run took (None: missed, skipped, or its start unknown);
+# - runs: {outcome: count}, the job's runs recorded by outcome since the companion began
+#   counting (monotonic: pruning the runs leaves it alone); None where the store keeps no
+#   totals (a companion older than them).
+SUMMARY_FIELDS = ("last_outcome", "last_finished_at", "last_success_at", "failures_in_row", "last_error", "last_duration", "runs")
 
 
 def runs_table_name(table: str) -> str:
@@ -77,6 +100,10 @@ def runs_table_name(table: str) -> str:
 
 def schedulers_table_name(table: str) -> str:
     return f"{table}_schedulers"
+
+
+def totals_table_name(table: str) -> str:
+    return f"{table}_run_totals"
 
 
 def runs_key(jobs_key: str) -> str:
@@ -102,22 +129,24 @@ def wake_channel(table_or_jobs_key: str, schema: str | None = None) -> str:
     return name
 
 
-def sql_tables(metadata: Any, table: str, schema: str | None = None) -> tuple[Any, Any]:
+def sql_tables(metadata: Any, table: str, schema: str | None = None, totals: bool = False) -> tuple[Any, ...]:
     """The runs and schedulers tables as SQLAlchemy `Table`s in `metadata` (any SQLAlchemy from
-    1.3): (runs, schedulers)."""
+    1.3): (runs, schedulers), and the totals table third if TOTALS."""
     from sqlalchemy import BigInteger, Column, Float, Index, Integer, Table, Text, Unicode
 
-    def columns(spec: dict[str, str]) -> list[Any]:
+    def columns(spec: dict[str, str], key: str = "instance") -> list[Any]:
         made: list[Any] = []
         for name, kind in spec.items():
             if kind == "id":
                 made.append(Column(name, BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True))
             elif kind.startswith("text:"):
-                made.append(Column(name, Unicode(int(kind[5:])), primary_key=(name == "instance")))
+                made.append(Column(name, Unicode(int(kind[5:])), primary_key=(name == key)))
             elif kind == "long":
                 made.append(Column(name, Text))
             elif kind == "float":
                 made.append(Column(name, Float(25)))
+            elif kind == "count":
+                made.append(Column(name, BigInteger, nullable=False, default=0))
             else:
                 made.append(Column(name, Integer))
         return made
@@ -130,4 +159,6 @@ def sql_tables(metadata: Any, table: str, schema: str | None = None) -> tuple[An
         schema=schema,
     )
     schedulers = Table(schedulers_table_name(table), metadata, *columns(SCHEDULER_COLUMNS), schema=schema)
+    if totals:
+        return runs, schedulers, Table(totals_table_name(table), metadata, *columns(TOTALS_COLUMNS, "job_id"), schema=schema)
     return runs, schedulers

@@ -182,7 +182,8 @@ def error_fields(exception: Any, traceback: Any) -> dict[str, Any]:
 def summarize(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[str, Any]:
     """A job's summary (layout.SUMMARY_FIELDS, Redis `last_runs`) after RECORD: failures_in_row
     counts consecutive errors (a success ends the row; missed and skipped runs leave it alone);
-    last_error is the latest error (error_text), kept after a success."""
+    last_error is the latest error (error_text), kept after a success; runs counts the job's
+    runs by outcome (from this record on for a summary an older companion wrote)."""
     summary = dict.fromkeys(layout.SUMMARY_FIELDS)
     summary["failures_in_row"] = 0
     if previous:
@@ -190,6 +191,11 @@ def summarize(previous: dict[str, Any] | None, record: dict[str, Any]) -> dict[s
     outcome = record["outcome"]
     summary["last_outcome"] = outcome
     summary["last_finished_at"] = record["finished_at"]
+    summary["last_duration"] = record.get("duration")
+    counts = summary["runs"] if isinstance(summary["runs"], dict) else {}
+    runs = {k: _count(v) for k, v in counts.items() if k in layout.OUTCOMES}
+    runs[outcome] = runs.get(outcome, 0) + 1
+    summary["runs"] = runs
     if outcome == layout.SUCCESS:
         summary["last_success_at"] = record["finished_at"]
         summary["failures_in_row"] = 0

@@ -8,6 +8,8 @@ is skipped.
 from __future__ import annotations
 
 import json
+import random
+import time
 from typing import Any
 
 from jobctl.companion import layout, records
@@ -17,6 +19,11 @@ from jobctl.companion.stores import StoreRef
 # better is known
 SCAN_COUNT = 500
 DEFAULT_MAXLEN = 100_000
+# tries of one batch's WATCH/MULTI/EXEC while other schedulers change last_runs meanwhile (a
+# few ms apart, at random: two writers that collided once do not collide again); then the
+# batch waits for the writer's retry, as for a server away
+WATCH_TRIES = 8
+WATCH_PAUSE = 0.005
 
 
 class RedisSink:
@@ -29,7 +36,6 @@ class RedisSink:
         self.schedulers_key = layout.schedulers_key(jobs_key)
         self.keep_runs = keep_runs
         self.maxlen: int | None = None
-        self.summaries: dict[str, dict[str, Any]] = {}
         self.minid_supported = True
         self.scan_cursor: Any = 0
 
@@ -38,7 +44,7 @@ class RedisSink:
             self._size_stream()
 
     def reset(self) -> None:
-        self.summaries.clear()  # another writer may have changed them while we could not see
+        pass
 
     def _size_stream(self) -> None:
         """The stream holds every job's runs: keep_runs for each job in the store (XADD's
@@ -49,23 +55,33 @@ class RedisSink:
             self.maxlen = DEFAULT_MAXLEN
 
     def write_runs(self, batch: list[dict[str, Any]]) -> None:
-        """XADD each run, and HSET each job's summary, in one MULTI/EXEC."""
+        """XADD each run, and HSET each job's summary, in one MULTI/EXEC. The summaries (their
+        run counts above all) are read under WATCH: another scheduler changing last_runs
+        before our EXEC makes it fail, and the batch is merged again with what it wrote."""
+        from redis.exceptions import WatchError
+
         self.prepare()
-        unknown = sorted({r["job_id"] for r in batch} - set(self.summaries))
-        if unknown:
-            for job_id, raw in zip(unknown, self.redis.hmget(self.last_runs_key, unknown)):
-                self.summaries[job_id] = records.parse_summary(raw) or {}
-        changed: dict[str, dict[str, Any]] = {}
-        pipe = self.redis.pipeline(transaction=True)
-        for record in batch:
-            fields = {k: v for k, v in record.items() if v is not None}
-            pipe.xadd(self.runs_key, fields, maxlen=self.maxlen, approximate=True)
-            job_id = record["job_id"]
-            changed[job_id] = records.summarize(changed.get(job_id) or self.summaries.get(job_id), record)
-        for job_id, summary in changed.items():
-            pipe.hset(self.last_runs_key, job_id, json.dumps(summary))
-        pipe.execute()
-        self.summaries.update(changed)
+        job_ids = sorted({r["job_id"] for r in batch})
+        for attempt in range(WATCH_TRIES):
+            with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.last_runs_key)
+                    stored = dict(zip(job_ids, pipe.hmget(self.last_runs_key, job_ids)))
+                    changed: dict[str, dict[str, Any]] = {}
+                    pipe.multi()
+                    for record in batch:
+                        fields = {k: v for k, v in record.items() if v is not None}
+                        pipe.xadd(self.runs_key, fields, maxlen=self.maxlen, approximate=True)
+                        job_id = record["job_id"]
+                        changed[job_id] = records.summarize(changed.get(job_id) or records.parse_summary(stored[job_id]), record)
+                    for job_id, summary in changed.items():
+                        pipe.hset(self.last_runs_key, job_id, json.dumps(summary))
+                    pipe.execute()
+                    return
+                except WatchError:
+                    if attempt == WATCH_TRIES - 1:
+                        raise
+            time.sleep(random.uniform(0, WATCH_PAUSE * (attempt + 1)))
 
     def heartbeat(self, row: dict[str, Any]) -> None:
         self.redis.hset(self.schedulers_key, row["instance"], json.dumps(row))
@@ -79,7 +95,8 @@ class RedisSink:
 
         # LOADING is a BusyLoadingError (a ConnectionError); READONLY a ReadOnlyError (a replica
         # while a failover goes on); the codes below reach us as plain ResponseError text
-        if isinstance(exc, (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ReadOnlyError, OSError)):
+        retried = (exceptions.ConnectionError, exceptions.TimeoutError, exceptions.ReadOnlyError, exceptions.WatchError, OSError)
+        if isinstance(exc, retried):
             return False
         if isinstance(exc, exceptions.ResponseError):
             return not str(exc).startswith(("BUSY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN", "NOREPLICAS"))
@@ -109,12 +126,29 @@ class RedisSink:
         if stale:
             self.redis.hdel(self.schedulers_key, *stale)
         cursor, entries = self.redis.hscan(self.last_runs_key, self.scan_cursor, count=SCAN_COUNT)
-        old = [job_id for job_id, raw in entries.items()
-               if records.stored_time((records.parse_summary(raw) or {}).get("last_finished_at"), 0.0) < cutoff]
-        if old:
-            self.redis.hdel(self.last_runs_key, *old)
-            for job_id in old:
-                self.summaries.pop(job_id.decode() if isinstance(job_id, bytes) else job_id, None)
+        if [job_id for job_id, raw in entries.items() if self._ended_before(raw, cutoff)]:
+            self._delete_old_summaries(list(entries), cutoff)
         # the scan goes on where it stopped at the next prune: the work of one prune stays bounded
         self.scan_cursor = cursor
         return True
+
+    @staticmethod
+    def _ended_before(raw: Any, cutoff: float) -> bool:
+        return records.stored_time((records.parse_summary(raw) or {}).get("last_finished_at"), 0.0) < cutoff
+
+    def _delete_old_summaries(self, job_ids: list[Any], cutoff: float) -> None:
+        """HDEL those of JOB_IDS whose last run ended before CUTOFF, read again under WATCH: a
+        job another scheduler has just recorded keeps its summary and its totals. A change
+        meanwhile leaves them to a later prune."""
+        from redis.exceptions import WatchError
+
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.last_runs_key)
+                old = [job_id for job_id, raw in zip(job_ids, pipe.hmget(self.last_runs_key, job_ids)) if raw is not None and self._ended_before(raw, cutoff)]
+                if old:
+                    pipe.multi()
+                    pipe.hdel(self.last_runs_key, *old)
+                    pipe.execute()
+            except WatchError:
+                pass

@@ -1,13 +1,15 @@
 """Writing run records and heartbeats beside a SQLAlchemyJobStore's table (layout.sql_tables).
 
 Only the writer thread calls this, on the companion's own engine (stores.sql_engine), under any
-SQLAlchemy from 1.3. Every transaction is one or two short statements: SQLite has one writer
-for the whole file, the application's job table included.
+SQLAlchemy from 1.3. Every transaction is a few short statements: SQLite has one writer for
+the whole file, the application's job table included. A batch of runs is one INSERT and one
+UPDATE of the totals per job in it (an INSERT the first time), in one transaction.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 from jobctl.companion import layout
@@ -33,14 +35,14 @@ class SqlSink:
 
         self.ref = ref
         self.engine = ref.engine
-        self.runs, self.schedulers = layout.sql_tables(MetaData(), ref.table or "apscheduler_jobs", ref.schema)
+        self.runs, self.schedulers, self.totals = layout.sql_tables(MetaData(), ref.table or "apscheduler_jobs", ref.schema, totals=True)
         self.ready = False
 
     def prepare(self) -> None:
-        """Create the two tables where missing, as APScheduler creates its own (checkfirst);
+        """Create the three tables where missing, as APScheduler creates its own (checkfirst);
         again after any failure, in case they were dropped meanwhile."""
         if not self.ready:
-            self.runs.metadata.create_all(self.engine, tables=[self.runs, self.schedulers], checkfirst=True)
+            self.runs.metadata.create_all(self.engine, tables=[self.runs, self.schedulers, self.totals], checkfirst=True)
             self.ready = True
 
     def reset(self) -> None:
@@ -50,6 +52,40 @@ class SqlSink:
         self.prepare()
         with self.engine.begin() as connection:
             connection.execute(self.runs.insert(), records)
+            self._count(connection, records)
+
+    def _count(self, connection: Any, records: list[dict[str, Any]]) -> None:
+        """Add RECORDS to their jobs' totals: UPDATE ... SET n = n + k, or INSERT the job's first
+        row. Jobs in id order, so that two schedulers' batches lock rows in the same order.
+        Another scheduler inserting the same new row first makes ours fail: it is counted by an
+        UPDATE then (in a SAVEPOINT, which PostgreSQL needs to go on after an error; SQLite has
+        one writer, so no one inserts between our UPDATE and INSERT there)."""
+        from sqlalchemy import exc as errors
+
+        table = self.totals
+        added: dict[str, Counter[str]] = {}
+        ends: dict[str, float] = {}
+        for record in records:
+            added.setdefault(record["job_id"], Counter())[record["outcome"]] += 1
+            ends[record["job_id"]] = max(ends.get(record["job_id"], 0.0), record["finished_at"] or 0.0)
+        for job_id in sorted(added):
+            counts = {outcome: n for outcome, n in added[job_id].items() if outcome in layout.OUTCOMES}
+            update = table.update().where(table.c.job_id == job_id).values(
+                last_finished_at=ends[job_id], **{outcome: table.c[outcome] + n for outcome, n in counts.items()})
+            if connection.execute(update).rowcount:
+                continue
+            row = dict(dict.fromkeys(layout.OUTCOMES, 0), job_id=job_id, last_finished_at=ends[job_id], **counts)
+            if connection.dialect.name == "sqlite":
+                connection.execute(table.insert().values(**row))
+                continue
+            savepoint = connection.begin_nested()
+            try:
+                connection.execute(table.insert().values(**row))
+            except errors.IntegrityError:
+                savepoint.rollback()
+                connection.execute(update)
+            else:
+                savepoint.commit()
 
     def heartbeat(self, row: dict[str, Any]) -> None:
         """Upsert the scheduler's row: UPDATE, then INSERT if there was none. The instance is
@@ -75,13 +111,18 @@ class SqlSink:
 
     def prune(self, cutoff: float, keep_runs: int | None, jobs: set[str], deadline: float) -> bool:
         """Delete runs that ended before CUTOFF, and of each of JOBS all but its KEEP_RUNS newest;
-        schedulers rows whose heartbeat is older than CUTOFF. In chunks of CHUNK rows, each found
+        schedulers rows whose heartbeat is older than CUTOFF; the totals of jobs with no run
+        since CUTOFF (the totals survive keep_runs: they count what the rows no longer hold). In chunks of CHUNK rows, each found
         in one short transaction and deleted in another (a read that turns into a write in one
         SQLite transaction can deadlock with the application's writer). False if DEADLINE
         (time.monotonic()) came first and there is more to do."""
-        runs = self.runs
+        runs, totals = self.runs, self.totals
         self.prepare()
         if not self._delete_chunks(_select(runs.c.id).where(runs.c.finished_at < cutoff).order_by(runs.c.finished_at), deadline):
+            return False
+        # the condition again in the DELETE: a job that ran meanwhile keeps its totals
+        if not self._delete_chunks(_select(totals.c.job_id).where(totals.c.last_finished_at < cutoff).order_by(totals.c.job_id),
+                                   deadline, totals, totals.c.last_finished_at < cutoff):
             return False
         if keep_runs:
             for job_id in sorted(jobs):
@@ -97,13 +138,18 @@ class SqlSink:
             connection.execute(self.schedulers.delete().where(self.schedulers.c.heartbeat_at < cutoff))
         return True
 
-    def _delete_chunks(self, query: Any, deadline: float) -> bool:
+    def _delete_chunks(self, query: Any, deadline: float, table: Any = None, condition: Any = None) -> bool:
+        """Delete the rows of TABLE (the runs) whose key QUERY selects (and, if given, that
+        still meet CONDITION), CHUNK at a time."""
+        table = self.runs if table is None else table
+        key = list(table.primary_key.columns)[0]
         while True:
             with self.engine.connect() as connection:
                 ids = [row[0] for row in connection.execute(query.limit(CHUNK))]
             if ids:
+                delete = table.delete().where(key.in_(ids))
                 with self.engine.begin() as connection:
-                    connection.execute(self.runs.delete().where(self.runs.c.id.in_(ids)))
+                    connection.execute(delete if condition is None else delete.where(condition))
             if len(ids) < CHUNK:
                 return True
             if time.monotonic() > deadline:
