@@ -7,8 +7,9 @@ recorded (the companion never attached), and the command line says so.
 
 Every method answers plain dicts with times as UTC epoch seconds, the layout's names:
 - `runs`: newest first (by finished_at), filtered by job ids or globs, outcomes, a time;
-- `summaries`: per job, the last run's outcome and time, the last success, consecutive
-  errors up to the last run, and the last error;
+- `summaries`: per job, the last run's outcome, time and duration, the last success,
+  consecutive errors up to the last run, the last error, and the runs recorded by outcome
+  (layout.SUMMARY_FIELDS);
 - `schedulers`: one per scheduler that ever attached, with its heartbeat.
 """
 
@@ -51,14 +52,16 @@ class RunLog(ABC):
 
 
 class SqlRunLog(RunLog):
-    """The `TABLE_runs` and `TABLE_schedulers` tables, read through the job table's backend."""
+    """The `TABLE_runs`, `TABLE_schedulers` and `TABLE_run_totals` tables, read through the job
+    table's backend (the last two None where the companion did not make them)."""
 
     PAGE = 500
 
-    def __init__(self, backend: Any, runs: Any, schedulers: Any | None) -> None:
+    def __init__(self, backend: Any, runs: Any, schedulers: Any | None, totals: Any | None = None) -> None:
         self.backend = backend
         self.runs_table = runs
         self.schedulers_table = schedulers
+        self.totals_table = totals
 
     def _read(self, query: Any) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in self.backend._run(lambda conn: conn.execute(query).all())]
@@ -117,8 +120,8 @@ class SqlRunLog(RunLog):
             ids = list(job_ids)
             latest, success, errors = (q.where(c.job_id.in_(ids)) for q in (latest, success, errors))
         latest_q, success_q, errors_q = latest.subquery(), success.subquery(), errors.subquery()
-        short = {name: layout.RUN_COLUMNS[name] for name in ("job_id", "outcome", "finished_at", "error_type", "error_message")}
-        last = select(*self._columns(self.runs_table, short)).join(latest_q, c.id == latest_q.c.id)
+        short = {name: layout.RUN_COLUMNS[name] for name in ("job_id", "outcome", "finished_at", "duration", "error_type", "error_message")}
+        last = select(*self._columns(self.runs_table, short), *self._counts()).select_from(self._last_joined(latest_q))
         if failing:
             last = last.where(c.outcome == layout.ERROR)
         last_error = select(*self._columns(self.runs_table, {k: short[k] for k in ("job_id", "error_type", "error_message")})).join(errors_q, c.id == errors_q.c.id)
@@ -141,6 +144,8 @@ class SqlRunLog(RunLog):
                     "last_success_at": None,
                     "failures_in_row": 0,
                     "last_error": None,
+                    "last_duration": duration(row["duration"]),
+                    "runs": None if self.totals_table is None else totals({o: row[f"runs_{o}"] for o in layout.OUTCOMES}, None),
                 }
         if not out:
             return out
@@ -153,6 +158,30 @@ class SqlRunLog(RunLog):
         for row in self._read(last_error):
             if row["job_id"] in out:
                 out[row["job_id"]]["last_error"] = error_text({k: _text_or_none(v, layout.ERROR_MESSAGE_CHARS) for k, v in row.items()})
+        return out
+
+    def _last_joined(self, latest: Any) -> Any:
+        """The runs that are their job's latest, with the job's totals row if any (one query
+        reads both: no second pass over the jobs, and a job without runs has no summary)."""
+        joined = self.runs_table.join(latest, self.runs_table.c.id == latest.c.id)
+        if self.totals_table is None:
+            return joined
+        return joined.outerjoin(self.totals_table, self.totals_table.c.job_id == self.runs_table.c.job_id)
+
+    def _counts(self) -> list[Any]:
+        """The totals' counts as `runs_OUTCOME`. SQLite keeps whatever anyone wrote in a
+        column: there only a stored integer comes over (a crafted 5 MB text stays there)."""
+        from sqlalchemy import case, func, type_coerce
+        from sqlalchemy.types import NullType
+
+        if self.totals_table is None:
+            return []
+        out = []
+        for outcome in layout.OUTCOMES:
+            column: Any = type_coerce(self.totals_table.c[outcome], NullType())
+            if self.backend.name == "sqlite":
+                column = case((func.typeof(self.totals_table.c[outcome]) == "integer", column), else_=None)
+            out.append(column.label(f"runs_{outcome}"))
         return out
 
     def schedulers(self) -> list[dict[str, Any]]:
@@ -248,6 +277,26 @@ def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
+def duration(value: Any) -> float | None:
+    """A run's duration: finite and not negative, or None."""
+    seconds = finite(value)
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def totals(raw: Any, absent: int | None) -> dict[str, int] | None:
+    """A job's runs by outcome ({outcome: count}) from RAW (a totals row's counts, or a Redis
+    summary's `runs`); an outcome RAW lacks counts ABSENT (skipped when None), one of any other
+    kind than a count is skipped. None when RAW holds no count at all."""
+    if not isinstance(raw, dict):
+        return None
+    out = {}
+    for outcome in layout.OUTCOMES:
+        value = raw.get(outcome, absent)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            out[outcome] = value
+    return out or None
+
+
 def _text_limit(name: str, kind: str) -> int | None:
     if kind.startswith("text:"):
         return int(kind[5:])
@@ -297,6 +346,8 @@ def clean_summary(raw: dict[str, Any]) -> dict[str, Any] | None:
         "last_success_at": finite(raw.get("last_success_at")),
         "failures_in_row": _count(raw.get("failures_in_row")),
         "last_error": _text_or_none(raw.get("last_error"), layout.ERROR_MESSAGE_CHARS),
+        "last_duration": duration(raw.get("last_duration")),
+        "runs": totals(raw.get("runs"), 0),  # an older companion's summary has none
     }
 
 

@@ -390,18 +390,20 @@ class SqlJobTable(Backend):
         return True
 
     def run_log(self) -> RunLog | None:
-        """The companion's tables beside the job table (jobctl.companion.layout), when it made them."""
+        """The companion's tables beside the job table (jobctl.companion.layout), when it made
+        them; its totals table is optional (an older companion did not make it)."""
         from sqlalchemy import MetaData, inspect
 
         from jobctl.backends.runs import SqlRunLog
         from jobctl.companion import layout
 
-        def present(conn: Any) -> tuple[bool, bool]:
+        def present(conn: Any) -> list[bool]:
             """Whether each table is there and is the companion's: every column of the layout."""
             inspector = inspect(conn)
-            names = (layout.runs_table_name(self.target.table), layout.schedulers_table_name(self.target.table))
+            table = self.target.table
+            names = (layout.runs_table_name(table), layout.schedulers_table_name(table), layout.totals_table_name(table))
             found = []
-            for name, spec in zip(names, (layout.RUN_COLUMNS, layout.SCHEDULER_COLUMNS), strict=True):
+            for name, spec in zip(names, (layout.RUN_COLUMNS, layout.SCHEDULER_COLUMNS, layout.TOTALS_COLUMNS), strict=True):
                 if not inspector.has_table(name, schema=self.target.schema):
                     found.append(False)
                     continue
@@ -409,13 +411,13 @@ class SqlJobTable(Backend):
                 if missing:
                     notice(f"table {name!r} is not one jobctl's companion made (no column {', '.join(sorted(missing))}): its runs are not read")
                 found.append(not missing)
-            return found[0], found[1]
+            return found
 
-        runs_there, schedulers_there = self._run(present)
+        runs_there, schedulers_there, totals_there = self._run(present)
         if not runs_there:
             return None
-        runs, schedulers = layout.sql_tables(MetaData(), self.target.table, self.target.schema)
-        return SqlRunLog(self, runs, schedulers if schedulers_there else None)
+        runs, schedulers, totals = layout.sql_tables(MetaData(), self.target.table, self.target.schema, totals=True)
+        return SqlRunLog(self, runs, schedulers if schedulers_there else None, totals if totals_there else None)
 
     def undo_create(self) -> None:
         """Drop the table (and SQLite file) this backend made, but only while it is empty: a
