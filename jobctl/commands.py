@@ -125,6 +125,7 @@ def show(target: Target, job_id: str, count: int = 5, at: dt.datetime | None = N
         else:
             detail["last_runs"] = last_runs
             detail["last_success"] = format_iso(when(summary.get("last_success_at")), tz)
+            detail["runs"] = summary.get("runs")  # {outcome: count} since the companion counts them, or None
     return detail
 
 

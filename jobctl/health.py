@@ -374,7 +374,8 @@ def _runs_json(report: Report, tz: dt.tzinfo) -> dict[str, Any]:
     return {
         "failing_jobs": [
             {"id": row["id"], "failures_in_row": row["failures_in_row"], "last_error": row.get("last_error"),
-             "last_run_at": format_iso(when(row.get("last_finished_at")), tz), "last_success_at": format_iso(when(row.get("last_success_at")), tz)}
+             "last_run_at": format_iso(when(row.get("last_finished_at")), tz), "last_success_at": format_iso(when(row.get("last_success_at")), tz),
+             "runs": row.get("runs")}
             for row in runs.failing
         ],
         "failures_threshold": report.failures,

@@ -251,6 +251,9 @@ def show_text(detail: dict[str, Any], tz: dt.tzinfo) -> str:
         lines += [("max instances", detail["max_instances"]), ("pickle protocol", detail["pickle_protocol"])]
     if "last_runs" in detail:  # recorded by jobctl's companion
         lines.append(("last success", format_time(_parse(detail["last_success"]), tz) if detail["last_success"] else "none recorded"))
+        counted = [f"{n} {outcome}" for outcome, n in (detail.get("runs") or {}).items() if n]
+        if counted:  # "120 success, 3 error": the outcomes it had, since the companion counts them
+            lines.append(("runs", ", ".join(counted)))
         for n, run in enumerate(detail["last_runs"]):
             finished = format_time(_parse(run["finished_at"]), tz) if run["finished_at"] else "-"
             took = f" in {seconds_text(run['duration'])}" if isinstance(run["duration"], (int, float)) else ""
