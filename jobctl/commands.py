@@ -594,3 +594,17 @@ def wait_for_run(target: Target, job_id: str, after: float, timeout: float, tz: 
         time.sleep(poll)
         if log is None:
             log = session.backend.run_log()
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+
+def metrics(
+    target: Target, store: str, at: dt.datetime | None = None, warning: dt.timedelta = dt.timedelta(minutes=5),
+    critical: dt.timedelta = dt.timedelta(hours=1), max_jobs: int = 1000, parallel: bool = True,
+) -> Any:
+    """One read of the store for Prometheus (a `jobctl.metrics.Reading`, labelled `store`):
+    a store that cannot be read is a reading with `up` False, never an exception."""
+    from jobctl import metrics as exporter
+
+    return exporter.read(lambda: open_session(target), store, at or _now(), warning, critical, max_jobs, parallel)

@@ -366,10 +366,12 @@ def write_document(chunks: Any) -> None:
             write_data(block)
 
 
-def write_file(path: str, chunks: Any) -> None:
+def write_file(path: str, chunks: Any, new_mode: int | None = None) -> None:
     """A whole document in `path`, or the file as it was: written to a temporary file beside
     it and renamed over it once complete. (click.open_file(atomic=True) renames even when the
-    writing failed: a store that stopped answering midway replaced a good backup with half.)"""
+    writing failed: a store that stopped answering midway replaced a good backup with half.)
+    A file that was there keeps its permissions; a new one gets `new_mode` (by default the
+    temporary file's 0600)."""
     import tempfile
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -383,6 +385,8 @@ def write_file(path: str, chunks: Any) -> None:
                 out.write(chunk)
         if os.path.exists(path):
             os.chmod(temporary, os.stat(path).st_mode & 0o7777)  # a backup keeps its permissions
+        elif new_mode is not None:
+            os.chmod(temporary, new_mode)
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
@@ -1025,3 +1029,8 @@ def _fail(message: str, code: int) -> None:
     _notices()
     click.echo(f"jobctl: error: {printable(message)}", err=True)
     sys.exit(code)
+
+
+from jobctl.cli.exporter import metrics as _metrics  # noqa: E402 - it uses what is defined above
+
+cli.add_command(_metrics)
