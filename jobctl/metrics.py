@@ -53,6 +53,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
 STATES = ("scheduled", "late", "overdue", "paused", "finished", "mismatched", "unreadable")
 MAX_JOBS = 1000  # per-job series by default: about 10 series a job
 MAX_SCHEDULERS = 100  # scheduler series: the ones heard from last
+LABEL_CHARS = 300  # a label value's most characters
 UTC = dt.timezone.utc
 
 
@@ -262,12 +263,18 @@ def _store_series(reading: Reading, add: Callable[..., None]) -> None:
 
 
 def _label(value: Any) -> str:
-    """A label value: text, as long as a person would read (a schedule in words is short; a
-    crafted id of megabytes is cut), never a surrogate the exposition cannot encode."""
+    """A label value as a person reads it: a crafted id of megabytes is cut, and bytes that are
+    no UTF-8 (a Redis field) become U+FFFD. Where either changed an id, a short hash of the
+    whole ends it, so that two ids never make one series (Prometheus refuses a scrape with a
+    series twice)."""
     text = value if isinstance(value, str) else str(value)
-    if len(text) > 500:
-        text = text[:499] + "…"
-    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+    shown = text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
+    if len(shown) > LABEL_CHARS or shown != text:
+        import hashlib
+
+        digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        shown = shown[: LABEL_CHARS - 14] + "…#" + digest
+    return shown
 
 
 def exposition(reading: Reading) -> bytes:

@@ -359,3 +359,20 @@ def test_aps4_schedules_queue_and_tasks(tmp_path):
     assert {dict(k)["task"]: v for k, v in metrics["jobctl_task_running_jobs"].items()} == tasks
     assert value(metrics, "jobctl_expired_leases") is not None
     check_with_promtool(result.stdout)
+
+
+def test_crafted_ids_make_distinct_valid_series(tmp_path):
+    """Ids of 600 characters that differ only at the end, and one with a quote, a backslash and
+    a newline: one series each, cut to a readable length, and promtool finds the output clean."""
+    url = f"sqlite:///{tmp_path / 'odd.sqlite'}"
+    marker = tmp_path / "m.txt"
+    ids = ["x" * 600 + "1", "x" * 600 + "2", 'quote"back\\slash\nnewline']
+    add_jobs_to(url, *(f"{job_id}:3600:{marker}" for job_id in ids))
+    result = jobctl("metrics", "--url", url)
+    assert result.returncode == 0, result.stderr
+    metrics = parse(result.stdout)
+    exported = per_job(metrics, "jobctl_job_next_run_timestamp_seconds")
+    assert len(exported) == 3
+    assert ids[2] in exported
+    assert all(len(job_id) <= 300 for job_id in exported)
+    check_with_promtool(result.stdout)
