@@ -48,6 +48,11 @@ ru_maxrss, which on Linux also counts the benchmark process's own size at fork):
    peak RSS <= 150 MB and flat (the same at 10,000 and 100,000). SQLite always; PostgreSQL too
    with --aps4-postgres-url (a scratch database: the stores are the schemas bench4_<N>).
 
+8. `jobctl metrics` over the 100k store (every job decoded, so that unreadable ones count; the
+   per-job series of the default --max-jobs 1,000)  /  APScheduler `get_all_jobs()` as in 1.
+   Also reports the median time of an HTTP scrape of `jobctl metrics --listen` on the same store
+   (a scrape reads the store anew, in the serving process alone: it never forks workers).
+
 Stores: a few hundred varied jobs (cron, crontab, interval, date, And/Or triggers; arguments
 from tests/fixture_app/shopapp such as Customer, Mailer, Point; a few paused) are written by
 APScheduler 3 itself through a BackgroundScheduler started paused with an SQLAlchemyJobStore;
@@ -614,20 +619,70 @@ def bench_list(store: Path, total: int, repeat: int) -> Result:
             checked = True
         return r
 
-    def baseline_once() -> Run:
-        shutil.copyfile(store, copy)
-        r = run([PY, "-c", APS_LOAD, f"sqlite:///{copy}"], app_env(), "list-apscheduler")
-        check_ok(r, "APScheduler get_all_jobs")
-        loaded = int(r.stdout.read_text().strip() or -1)
-        if loaded != total:
-            raise Failed(f"APScheduler loaded {loaded} jobs, expected {total}")
-        return r
-
     try:
-        measure(result, repeat, jobctl_once, baseline_once)
+        measure(result, repeat, jobctl_once, lambda: aps_load_once(store, total, copy))
     finally:
         copy.unlink(missing_ok=True)
     return result
+
+
+def aps_load_once(store: Path, total: int, copy: Path) -> Run:
+    """APScheduler 3 loading a fresh copy of the store itself (it deletes what it cannot restore)."""
+    shutil.copyfile(store, copy)
+    r = run([PY, "-c", APS_LOAD, f"sqlite:///{copy}"], app_env(), "list-apscheduler")
+    check_ok(r, "APScheduler get_all_jobs")
+    loaded = int(r.stdout.read_text().strip() or -1)
+    if loaded != total:
+        raise Failed(f"APScheduler loaded {loaded} jobs, expected {total}")
+    return r
+
+
+def bench_metrics(store: Path, total: int, repeat: int) -> Result:
+    result = Result(f"`metrics`, {total:,} jobs ÷ APScheduler `get_all_jobs()`", 0.35, rss_target_mb=150)
+    copy = OUT / f"{store.stem}.aps-copy.sqlite"
+    url = f"sqlite:///{store}"
+
+    def jobctl_once() -> Run:
+        r = run([*JOBCTL, "--url", url, "metrics"], jobctl_env(), "metrics-jobctl")
+        check_ok(r, "jobctl metrics")
+        if not result.notes:
+            jobs = sum(float(line.rsplit(" ", 1)[1]) for line in r.stdout.read_text().splitlines() if line.startswith("jobctl_jobs{"))
+            if jobs != total:
+                raise Failed(f"jobctl metrics counted {jobs:.0f} jobs, expected {total}")
+            result.notes.append(f"jobctl metrics counted {jobs:,.0f} jobs; {len(r.stdout.read_bytes()):,} bytes")
+        return r
+
+    try:
+        measure(result, repeat, jobctl_once, lambda: aps_load_once(store, total, copy))
+        result.notes.append(scrape_times(url, repeat))
+    finally:
+        copy.unlink(missing_ok=True)
+    return result
+
+
+def scrape_times(url: str, repeat: int) -> str:
+    """The median wall time of `repeat` HTTP scrapes of `jobctl metrics --listen` (after one)."""
+    import urllib.request
+
+    server = subprocess.Popen([*JOBCTL, "--url", url, "metrics", "--listen", "127.0.0.1:0", "--timeout", "120s"],
+                              env=jobctl_env(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=ROOT)
+    try:
+        assert server.stderr is not None
+        line = server.stderr.readline()
+        address = line.split(" on ", 1)[1].split()[0]
+        times = []
+        for n in range(repeat + 1):
+            started = time.perf_counter()
+            with urllib.request.urlopen(address, timeout=300) as response:
+                body = response.read()
+            if n:
+                times.append(time.perf_counter() - started)
+            if b"jobctl_store_up" not in body or b'jobctl_store_up{store="' + url.encode() + b'"} 1.0' not in body:
+                raise Failed(f"a scrape of jobctl metrics --listen did not read the store: {body[:300]!r}")
+        return f"a scrape of `jobctl metrics --listen` took {statistics.median(times):.2f} s (median of {repeat}; runs {', '.join(f'{t:.2f}' for t in times)})"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def bench_health(store: Path, total: int, repeat: int) -> Result:
@@ -905,7 +960,7 @@ def table(results: list[tuple[int, Result]]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller stores (10k and 100k) for a smoke run")
-    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5, 6, 7], metavar="N", help="run only measurement N (repeatable)")
+    parser.add_argument("--only", type=int, action="append", choices=[1, 2, 3, 4, 5, 6, 7, 8], metavar="N", help="run only measurement N (repeatable)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the stores (SQLite files, Redis keys) even if present")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per command (default 5)")
     parser.add_argument("--redis-url", default=os.environ.get(REDIS_URL_ENV) or REDIS_URL,
@@ -924,7 +979,7 @@ def main() -> int:
 
     started = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    wanted = sorted(set(options.only or [1, 2, 3, 4, 5, 6, 7]))
+    wanted = sorted(set(options.only or [1, 2, 3, 4, 5, 6, 7, 8]))
     small, large = (10_000, 100_000) if options.quick else (100_000, 1_000_000)
     notes: list[str] = []
     stores: dict[int, Path] = {}
@@ -949,7 +1004,7 @@ def main() -> int:
             print(f"deleted {len(gone)} keys from {options.redis_url}" + (": " + ", ".join(gone) if gone else ""))
             return 0
 
-    if 1 in wanted:
+    if 1 in wanted or 8 in wanted:
         store(small)
     if 2 in wanted or 3 in wanted:
         store(large)
@@ -997,6 +1052,8 @@ def main() -> int:
             result = bench_pause(stores[large], large, options.repeat)
         elif number == 4:
             result = bench_help(options.repeat)
+        elif number == 8:
+            result = bench_metrics(stores[small], small, options.repeat)
         elif number == 5:
             result = bench_redis_list(redis, stores[small], small, options.repeat, redis_keys)
         else:
