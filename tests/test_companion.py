@@ -216,7 +216,8 @@ def cleanup(app: App) -> None:
         finally:
             client.close()
     elif app.kind != "sqlite":
-        for table in (layout.runs_table_name(app.table), layout.schedulers_table_name(app.table), app.table):
+        names = (layout.runs_table_name(app.table), layout.schedulers_table_name(app.table), layout.totals_table_name(app.table))
+        for table in (*names, app.table):
             drop_table(app.url, table)
 
 
@@ -265,12 +266,17 @@ def fleet(tmp_path_factory):
             assert started and app.process.poll() is None, f"{app.name} did not start:\n{app.output.read_text()}"
         yield apps
     finally:
-        for app in apps.values():
-            if app.process is not None and app.process.poll() is None:
-                app.process.kill()
-                app.process.wait(timeout=30)
-        for app in apps.values():
-            cleanup(app)
+        kill_and_clean(apps.values())
+
+
+def kill_and_clean(apps) -> None:
+    """Kill those of APPS still running, then drop their tables and keys."""
+    for app in apps:
+        if app.process is not None and app.process.poll() is None:
+            app.process.kill()
+            app.process.wait(timeout=30)
+    for app in apps:
+        cleanup(app)
 
 
 def app_of(fleet: dict[str, App], name: str) -> App:

@@ -74,7 +74,7 @@ def recorded(request, tmp_path):
             client.delete(*keys, *(f"{keys[0]}.{suffix}" for suffix in ("runs", "last_runs", "schedulers")))
             client.close()
         elif request.param != "sqlite":
-            for name in (f"{table}_runs", f"{table}_schedulers", table):
+            for name in (f"{table}_runs", f"{table}_schedulers", f"{table}_run_totals", table):
                 drop_table(url, name)
 
 
