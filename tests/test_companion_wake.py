@@ -404,7 +404,7 @@ def app(request, tmp_path) -> Iterator[Callable[..., App]]:
             client.close()
         elif not made_app.url.startswith("sqlite"):
             table = made_app.names[1]
-            for name in (layout.runs_table_name(table), layout.schedulers_table_name(table), table):
+            for name in (layout.runs_table_name(table), layout.schedulers_table_name(table), layout.totals_table_name(table), table):
                 drop_table(made_app.url, name)
 
 
