@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from jobctl import __version__
+from jobctl.cli.watch import watch_option
 from jobctl.errors import ChangeRefused, JobctlError, UsageError
 
 OUTPUTS = ["table", "json", "plain", "csv"]
@@ -320,6 +321,7 @@ no_headers_option = click.option("--no-headers", is_flag=True, help="Leave out t
 @click.option("--state", "states", multiple=True, type=click.Choice(STATES), help="Only jobs in this state (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many jobs.")
 @no_headers_option
+@watch_option()
 @connection_options(top_level=False)
 def list_jobs(patterns: tuple[str, ...], states: tuple[str, ...], limit: int | None, no_headers: bool) -> None:
     """List jobs, soonest first, paused and unreadable last.
@@ -435,6 +437,7 @@ def show(job_id: str, count: int) -> None:
 @click.option("--within", default="24h", show_default=True, metavar="DURATION", help="How far ahead to look: 90m, 12h, 7d.")
 @click.option("--limit", default=1000, show_default=True, type=click.IntRange(min=1), help="At most this many runs.")
 @no_headers_option
+@watch_option()
 @connection_options(top_level=False)
 def upcoming(patterns: tuple[str, ...], within: str, limit: int, no_headers: bool) -> None:
     """Every run of every job in the next DURATION, in time order: what runs tonight?
@@ -475,6 +478,7 @@ def _rows_out(rows: list[dict[str, Any]], columns: list[tuple[str, str]], no_hea
 
 @cli.command("jobs")
 @no_headers_option
+@watch_option()
 @connection_options(top_level=False)
 def queued_jobs(no_headers: bool) -> None:
     """APScheduler 4: the job queue, oldest first: pending jobs, and those a scheduler holds
@@ -880,6 +884,16 @@ def completion(shell: str) -> None:
 # --- health and demo -------------------------------------------------------------------------
 
 
+def _health_usage(warning: str, critical: str, heartbeat: str | None, **_: Any) -> None:
+    """What makes every round of `health --watch` UNKNOWN: refused before the first."""
+    from jobctl.schedule.parse import parse_duration
+
+    if parse_duration(critical) < parse_duration(warning):
+        raise UsageError("--critical must be at least --warning")
+    if heartbeat:
+        parse_duration(heartbeat)
+
+
 @cli.command()
 @click.option("--detailed", "-d", is_flag=True, help="Add counts, the next jobs and every overdue or unreadable job.")
 @click.option("--warning", "-w", default="5m", show_default=True, metavar="DURATION", help="WARNING when a job is this late.")
@@ -887,6 +901,7 @@ def completion(shell: str) -> None:
 @click.option("--next", "next_count", default=5, show_default=True, type=click.IntRange(min=0, max=100), help="How many upcoming jobs --detailed shows.")
 @click.option("--failures", default=3, show_default=True, type=click.IntRange(min=1), help="CRITICAL when a job failed this many runs in a row (WARNING after one); needs the companion.")
 @click.option("--heartbeat", metavar="DURATION", help="CRITICAL when no scheduler's heartbeat is newer than this while jobs are active (default: 3 of its heartbeat intervals); needs the companion.")
+@watch_option(check=_health_usage)
 @connection_options(top_level=False)
 def health(detailed: bool, warning: str, critical: str, next_count: int, failures: int, heartbeat: str | None) -> None:
     """Check the store for monitoring: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
