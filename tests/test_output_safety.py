@@ -288,3 +288,27 @@ def test_json_and_csv_keep_every_id_exact(store, tmp_path):
     restored = tmp_path / "restored.sqlite"
     ok(jobctl("--url", f"sqlite:///{restored}", "import", str(dump), "--create-table"))
     assert rows(restored) == rows(store[0])
+
+
+@pytest.fixture(scope="module")
+def many_jobs_url(tmp_path_factory) -> str:
+    """A store whose listing outgrows a pipe's buffer in every format."""
+    folder = tmp_path_factory.mktemp("many")
+    url = f"sqlite:///{folder / 'many.sqlite'}"
+    add_jobs(url, *(f"job_{n:04d}_{'x' * 40}:{3600 + n}:{folder / 'm.txt'}" for n in range(3000)))
+    return url
+
+
+@pytest.mark.parametrize("fmt", ["plain", "json", "table"])
+def test_a_reader_that_goes_away_is_no_error(many_jobs_url, fmt):
+    """`jobctl list | head -1` on a store whose listing outgrows the pipe: exit 0 and nothing on
+    stderr, whichever way the write fails (Click catches EPIPE itself in echo)."""
+    url = many_jobs_url
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBCTL_")} | {"PYTHONPATH": ""}
+    process = subprocess.Popen([sys.executable, "-m", "jobctl", "--url", url, "list", "-o", fmt],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()
+    process.stdout.close()  # as head does once it has its line
+    assert process.wait(timeout=60) == 0
+    assert process.stderr.read() == b""
