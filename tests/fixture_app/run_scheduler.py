@@ -102,13 +102,20 @@ def configure(scheduler, options):
     if options.scheduler == "blocking":
         from apscheduler.events import EVENT_SCHEDULER_START
 
-        scheduler.add_listener(lambda _: print("started", flush=True), EVENT_SCHEDULER_START)
+        scheduler.add_listener(lambda _: say_started(), EVENT_SCHEDULER_START)
 
 
 def after_start(scheduler, options):
     if options.companion_after_start:
         attach_companion(scheduler, options)
-    print("started", flush=True)
+    say_started()
+
+
+def say_started():
+    """"started" and its newline in one write: print() writes them apart, and a job's log line
+    on stderr (the same file in the tests) can fall between the two when output is unbuffered."""
+    sys.stdout.write("started\n")
+    sys.stdout.flush()
 
 
 def attach_companion(scheduler, options):
