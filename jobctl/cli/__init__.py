@@ -373,23 +373,39 @@ def write_file(path: str, chunks: Any, new_mode: int | None = None) -> None:
     it and renamed over it once complete. (click.open_file(atomic=True) renames even when the
     writing failed: a store that stopped answering midway replaced a good backup with half.)
     A file that was there keeps its permissions; a new one gets `new_mode` (by default the
-    temporary file's 0600)."""
+    temporary file's 0600). A symbolic link is followed (the file it names is replaced, the
+    link kept); anything else that is no regular file (/dev/stdout, a FIFO) is refused, never
+    replaced."""
+    import stat
     import tempfile
 
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
     try:
-        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+        raise JobctlError(f"cannot write {path}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UsageError(f"cannot write {path}: it is {what}, which jobctl does not replace (without the option, jobctl writes to standard output)")
+    folder = os.path.dirname(target)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise JobctlError(f"cannot write {path}: {exc.strerror}") from None
     try:
         with open(handle, "w", encoding="utf-8", newline="") as out:
             for chunk in chunks:
                 out.write(chunk)
-        if os.path.exists(path):
-            os.chmod(temporary, os.stat(path).st_mode & 0o7777)  # a backup keeps its permissions
+        if mode is not None:
+            os.chmod(temporary, mode & 0o7777)  # a backup keeps its permissions
         elif new_mode is not None:
             os.chmod(temporary, new_mode)
-        os.replace(temporary, path)
+        os.replace(temporary, target)
+    except OSError as exc:  # a full disk, a quota: the file stays as it was
+        os.unlink(temporary)
+        raise JobctlError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         os.unlink(temporary)
         raise
