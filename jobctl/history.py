@@ -14,6 +14,7 @@ from jobctl.times import from_timestamp as when  # a stored epoch time as a date
 UTC = dt.timezone.utc
 # a scheduler is alive while its last heartbeat is at most this many of its intervals old
 MISSED_BEATS = 3
+MOST_INTERVAL = 3600.0  # seconds: a heartbeat interval above this counts as this
 # seconds a heartbeat may lie ahead of this machine's clock (the application's host keeps its own)
 CLOCK_SKEW = 300
 NOT_RECORDED = (
@@ -49,6 +50,7 @@ def is_alive(scheduler: dict[str, Any], now: float, heartbeat: float | None = No
     interval = scheduler.get("interval")
     if not isinstance(interval, (int, float)):
         interval = 10.0
+    interval = min(interval, MOST_INTERVAL)  # a crafted 1e300 must not keep a dead scheduler alive
     if beat > now + CLOCK_SKEW:  # a clock far ahead, or a crafted row: no proof of life
         return False
     return now - beat <= (heartbeat if heartbeat is not None else MISSED_BEATS * interval + 1)
