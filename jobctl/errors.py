@@ -18,6 +18,13 @@ class JobctlError(Exception):
     exit_code = 1
 
 
+class Stopped(JobctlError):
+    """SIGTERM (cron's timeout, systemd's stop) ended a command that turns it into this: exit
+    143, as a process that SIGTERM ends, with one line rather than a traceback."""
+
+    exit_code = 143
+
+
 class UsageError(JobctlError):
     """The command line asked for something malformed: exit code 2."""
 

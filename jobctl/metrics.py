@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "jobctl_store_read_duration_seconds": ("gauge", (), "How long reading the store took."),
     "jobctl_jobs": ("gauge", ("state",), "Jobs (APScheduler 4: schedules) by state: scheduled, late, overdue, paused, finished, mismatched, unreadable. Each job is in one state; they add up to every job in the store."),
     "jobctl_jobs_max_lateness_seconds": ("gauge", (), "How late the most overdue job is (0 when none is due in the past)."),
-    "jobctl_jobs_failing": ("gauge", (), "Jobs whose last recorded run failed (jobctl's companion records runs)."),
+    "jobctl_jobs_failing": ("gauge", (), "Jobs, not paused, whose last recorded run failed (jobctl's companion records runs)."),
     "jobctl_job_series_omitted": ("gauge", (), "Jobs left out of the per-job series by --max-jobs (the store-wide counts still include them)."),
     "jobctl_job_info": ("gauge", ("job_id", "name", "func", "schedule"), "Always 1: a job's name, function and schedule in words."),
     "jobctl_job_next_run_timestamp_seconds": ("gauge", ("job_id",), "When the job runs next, Unix time; absent for a paused or unreadable job."),
@@ -105,7 +104,7 @@ def read(
 
 def _read(reading: Reading, session: Any, at: dt.datetime, warning: dt.timedelta, critical: dt.timedelta, max_jobs: int, parallel: bool) -> None:
     from jobctl.history import readable_run_log
-    from jobctl.parallel import SERIAL_FIRST, summaries
+    from jobctl.parallel import summaries
 
     backend = session.backend
     reading.kind = backend.kind
@@ -127,11 +126,11 @@ def _read(reading: Reading, session: Any, at: dt.datetime, warning: dt.timedelta
     now = at.timestamp()
     late_after, overdue_after = warning.total_seconds(), critical.total_seconds()
     records = session.scan(fields=fields)
-    serial = SERIAL_FIRST if parallel else sys.maxsize  # no worker processes: a threaded server must not fork
     kept: list[dict[str, Any]] = []
     failing_beyond: list[dict[str, Any]] = []
+    seen: set[str] = set()  # the ids given series: a job a scheduler moves while the pages are read can come twice
     runs = reading.runs or {}
-    for row in summaries(records, at, UTC, serial_first=serial, tasks=tasks):
+    for row in summaries(records, at, UTC, tasks=tasks, fork=parallel):
         state = row["state"]
         when = _timestamp(row.get("next_run_time")) if state in ("scheduled", "overdue") else None
         if when is not None:
@@ -145,10 +144,14 @@ def _read(reading: Reading, session: Any, at: dt.datetime, warning: dt.timedelta
             reading.failing += 1
         job = {"id": row["id"], "name": row.get("name"), "func": row.get("func"), "schedule": row.get("trigger"),
                "state": state, "next_run": when, "summary": summary, "failed": failed}  # fmt: skip
+        if row["id"] in seen:
+            continue
         if len(kept) < max_jobs:
             kept.append(job)
+            seen.add(row["id"])
         elif failed:
             failing_beyond.append(job)
+            seen.add(row["id"])
         else:
             reading.omitted += 1
     while failing_beyond and kept and any(not job["failed"] for job in kept):
@@ -263,13 +266,16 @@ def _store_series(reading: Reading, add: Callable[..., None]) -> None:
 
 
 def _label(value: Any) -> str:
-    """A label value as a person reads it: a crafted id of megabytes is cut, and bytes that are
-    no UTF-8 (a Redis field) become U+FFFD. Where either changed an id, a short hash of the
-    whole ends it, so that two ids never make one series (Prometheus refuses a scrape with a
-    series twice)."""
+    """A label value as a person reads it: control characters escaped as everywhere jobctl
+    shows an id (jobctl.codec.display.printable: \\x1b, \\n, \\u202e, a byte that was no
+    UTF-8 as \\xff), and a crafted id of megabytes cut. Where either changed a value, or it
+    holds the mark of a cut one, a short hash of the whole ends it: two ids never make one
+    series (Prometheus would keep one and drop the other without a word)."""
+    from jobctl.codec.display import printable
+
     text = value if isinstance(value, str) else str(value)
-    shown = text if text.isascii() else text.encode("utf-8", "replace").decode("utf-8")
-    if len(shown) > LABEL_CHARS or shown != text:
+    shown = printable(text)
+    if len(shown) > LABEL_CHARS or shown != text or "…#" in text:
         import hashlib
 
         digest = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
@@ -302,15 +308,18 @@ MOST_REQUESTS = 16  # requests served at once; more are answered 503 at once, ho
 
 class Scrapes:
     """Reads for scrapes: one read at a time, whose result every scrape that arrives while it
-    runs shares (a slow store is never read twice over); each scrape waits at most `timeout`
-    seconds, then answers with the store down (the read goes on, and the next scrape joins it)."""
+    runs shares (a slow store is never read twice over). A scrape waits at most `timeout`
+    seconds (or its own, if shorter), then answers with the store down; the read goes on, and
+    the next scrape gets its result if it finished meanwhile, so a store a little slower than
+    the scrapes is reported read, one interval late, not down for ever."""
 
     def __init__(self, read_once: Callable[[], Reading], store: str, timeout: float, told: Callable[[str], None]) -> None:
         import threading
 
         self.read_once, self.store, self.timeout, self.told = read_once, store, timeout, told
         self.lock = threading.Lock()
-        self.current: Any = None  # the Future of the read under way
+        self.current: Any = None  # the Future of the last read begun
+        self.unanswered = False  # that read finished after the scrapes waiting for it gave up
 
     def latest(self, timeout: float | None = None) -> tuple[Reading, bytes]:
         """A reading of the store and its exposition, waiting at most `timeout` seconds (and
@@ -319,14 +328,22 @@ class Scrapes:
         import threading
 
         with self.lock:
+            if self.current is not None and self.current.done() and self.unanswered:
+                self.unanswered = False
+                return self.current.result()
             if self.current is None or self.current.done():
                 self.current = concurrent.futures.Future()
+                self.unanswered = False
                 threading.Thread(target=self._read, args=(self.current,), name="jobctl-read", daemon=True).start()
             future = self.current
         wait = self.timeout if timeout is None else max(0.1, min(self.timeout, timeout))
         try:
             return future.result(timeout=wait)
         except concurrent.futures.TimeoutError:
+            with self.lock:
+                if future is self.current and not future.done():
+                    self.unanswered = True
+            self.told(f"error: the store was not read within {wait:g} s; the read goes on, and the next scrape gets it")
             late = Reading(self.store, error=f"the store was not read within {wait:g} s", duration=wait)
             return late, exposition(late)
 
@@ -380,21 +397,77 @@ def wsgi_app(scrapes: Scrapes) -> Callable[..., Any]:
     return app
 
 
-def make_server(host: str, port: int, app: Callable[..., Any]) -> Any:
-    """A threaded WSGI server on host:port (IPv6 too) that logs no request and gives a client
-    that sends nothing 30 s."""
+MOST_CONNECTIONS = 32  # connections held at once; one more is closed at once
+REQUEST_SECONDS = 5  # for a client to send its request line and headers, in all (Prometheus sends them at once)
+
+
+def make_server(host: str, port: int, app: Callable[..., Any], told: Callable[[str], None] = lambda line: None) -> Any:
+    """A threaded WSGI server on host:port (IPv6 too) that logs no request. Idle or trickling
+    clients cannot starve it: at most MOST_CONNECTIONS are held (one more is closed at once),
+    each has REQUEST_SECONDS to send its request in all, and a thread's stack is small."""
     import socket
     import socketserver
+    import threading
+    import time
     from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
     from wsgiref.simple_server import make_server as wsgiref_server
+
+    threading.stack_size(512 * 1024)  # the threads serve a request: 8 MB each would meet the memory ceiling at 100 or so
+    slots = threading.BoundedSemaphore(MOST_CONNECTIONS)
+    last_error = [0.0]
 
     class Server(socketserver.ThreadingMixIn, WSGIServer):
         daemon_threads = True
         allow_reuse_address = True
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
 
+        def process_request(self, request: Any, client_address: Any) -> None:
+            if not slots.acquire(blocking=False):
+                self.shutdown_request(request)  # full: the client may try again; no thread, no wait
+                return
+            try:
+                super().process_request(request, client_address)
+            except BaseException:
+                slots.release()
+                raise
+
+        def process_request_thread(self, request: Any, client_address: Any) -> None:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                slots.release()
+
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            import sys
+
+            error = sys.exc_info()[1]
+            if time.monotonic() - last_error[0] > 60:  # a line a minute at most, never a traceback
+                last_error[0] = time.monotonic()
+                told(f"warning: a request from {client_address[0]} failed: {type(error).__name__}: {error}")
+
     class Handler(WSGIRequestHandler):
-        timeout = 30
+        timeout = REQUEST_SECONDS
+
+        def setup(self) -> None:
+            super().setup()
+            # the whole request line and headers within REQUEST_SECONDS, not each read
+            self.cut = threading.Timer(REQUEST_SECONDS, self._cut)
+            self.cut.daemon = True
+            self.cut.start()
+
+        def _cut(self) -> None:
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+        def parse_request(self) -> bool:
+            self.cut.cancel()
+            return super().parse_request()
+
+        def finish(self) -> None:
+            self.cut.cancel()
+            super().finish()
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class' name
             pass

@@ -32,14 +32,17 @@ def _summaries(rows: list[Record], at: dt.datetime, tz: dt.tzinfo, tasks: dict |
     return [job_summary(Job(*row), at, tz) for row in rows]
 
 
-def summaries(rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST, tasks: dict | None = None) -> Iterator[dict[str, Any]]:
+def summaries(
+    rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_first: int = SERIAL_FIRST, tasks: dict | None = None, fork: bool = True,
+) -> Iterator[dict[str, Any]]:
     """The summary of every row (`list -o json`'s fields), in order: the first `serial_first`
-    here, the rest on all cores (where the platform can fork). `tasks` for APScheduler 4
-    schedules: their store's tasks by id."""
+    here, the rest on all cores (where the platform can fork, and `fork`: a threaded server
+    must not), chunk by chunk either way. `tasks` for APScheduler 4 schedules: their store's
+    tasks by id."""
     rows = iter(rows)
     yield from _summaries(list(itertools.islice(rows, serial_first)), at, tz, tasks)
     workers = min(os.cpu_count() or 1, 8)
-    context = _fork_context()
+    context = _fork_context() if fork else None
     if workers < 2 or context is None:
         for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
             yield from _summaries(chunk, at, tz, tasks)
@@ -47,7 +50,7 @@ def summaries(rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_fir
     first = list(itertools.islice(rows, CHUNK))
     if not first:
         return
-    with context.Pool(workers) as pool:
+    with context.Pool(workers, initializer=_quiet_worker) as pool:
         pending: deque = deque([pool.apply_async(_summaries, (first, at, tz, tasks))])
         for chunk in iter(lambda: list(itertools.islice(rows, CHUNK)), []):
             pending.append(pool.apply_async(_summaries, (chunk, at, tz, tasks)))
@@ -55,6 +58,16 @@ def summaries(rows: Iterable[Record], at: dt.datetime, tz: dt.tzinfo, serial_fir
                 yield from pending.popleft().get()
         while pending:
             yield from pending.popleft().get()
+
+
+def _quiet_worker() -> None:
+    """A worker leaves signals to the parent: Ctrl-C (sent to the whole process group) is the
+    parent's to handle, and SIGTERM, which the pool sends its workers when it closes, ends a
+    worker at once, whatever handler the parent had when it forked (never a traceback)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _fork_context() -> Any:

@@ -253,6 +253,14 @@ def test_the_textfile_is_whole_after_a_run_killed_midway(tmp_path):
         assert text.endswith("\n") and len(parse(text)["jobctl_job_info"]) == 3000
         assert [p.name for p in folder.iterdir() if p.name.endswith(".prom")] == ["jobctl.prom"]
     assert kills >= 6, kills
+    # SIGTERM (cron's timeout, systemd's stop) midway: one line, no worker's traceback
+    process = subprocess.Popen(command, env=jobctl_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(run_time * 0.5)
+    process.terminate()
+    _, stderr = process.communicate(timeout=30)
+    if process.returncode != 0:  # it was still running
+        assert process.returncode == 143 and stderr.startswith("jobctl: error: stopped by SIGTERM") and stderr.count("\n") == 1, stderr
+    assert len(parse(path.read_text())["jobctl_job_info"]) == 3000
 
 
 class Server:
@@ -298,6 +306,33 @@ def test_listen_serves_scrapes_over_http(demo_url):
     finally:
         assert server.stop() == 0
     assert not any("Traceback" in line for line in server.lines), server.lines
+
+
+def test_idle_connections_do_not_starve_the_scrapes(demo_url):
+    """40 connections that send nothing: the server holds 32, closes the rest at once, gives
+    each 5 s for its request in all, and a scrape gets its answer once they are let go."""
+    import socket
+
+    server = Server(demo_url)
+    idle = []
+    try:
+        host, port = server.base.removeprefix("http://").rsplit(":", 1)
+        for _ in range(40):
+            idle.append(socket.create_connection((host, int(port)), timeout=5))
+        deadline = time.monotonic() + 20
+        status = 0
+        while time.monotonic() < deadline:  # the held ones are let go within 5 s
+            try:
+                status, body = server.get(timeout=3)
+                break
+            except (OSError, urllib.error.URLError):
+                time.sleep(0.5)
+        assert status == 200 and value(parse(body), "jobctl_store_up") == 1
+    finally:
+        for sock in idle:
+            sock.close()
+        assert server.stop() == 0
+    assert len(server.lines) <= 2, server.lines  # a line a minute at most, no tracebacks
 
 
 def test_listen_shares_one_read_among_concurrent_scrapes_and_keeps_their_time():
@@ -373,6 +408,73 @@ def test_crafted_ids_make_distinct_valid_series(tmp_path):
     metrics = parse(result.stdout)
     exported = per_job(metrics, "jobctl_job_next_run_timestamp_seconds")
     assert len(exported) == 3
-    assert ids[2] in exported
-    assert all(len(job_id) <= 300 for job_id in exported)
+    assert all(len(job_id) <= 300 and "\n" not in job_id for job_id in exported)
+    assert any(job_id.startswith('quote"back\\slash\\nnewline…#') for job_id in exported), exported
     check_with_promtool(result.stdout)
+
+
+def test_a_forged_id_cannot_take_the_series_of_a_cut_one(tmp_path):
+    """An id made to look like another's cut label ('A' * 286 + '…#' + its hash) is hashed too."""
+    import hashlib
+
+    long_id = "A" * 400
+    forged = "A" * 286 + "…#" + hashlib.sha1(long_id.encode()).hexdigest()[:12]
+    url = f"sqlite:///{tmp_path / 'forged.sqlite'}"
+    add_jobs_to(url, f"{long_id}:3600:{tmp_path / 'm.txt'}", f"{forged}:3600:{tmp_path / 'm.txt'}")
+    metrics = parse(jobctl("metrics", "--url", url).stdout)
+    assert len(per_job(metrics, "jobctl_job_paused")) == 2
+
+
+def test_a_paused_job_that_failed_is_not_counted_failing(demo_url):
+    assert jobctl("pause", "daily_reports", "--url", demo_url).returncode == 0
+    metrics = parse(jobctl("metrics", "--url", demo_url).stdout)
+    assert value(metrics, "jobctl_jobs_failing") == 0
+    assert value(metrics, "jobctl_job_consecutive_failures", job_id="daily_reports") == 1  # the rules pair it with paused
+    assert value(metrics, "jobctl_job_paused", job_id="daily_reports") == 1
+
+
+def test_textfile_never_replaces_what_is_no_regular_file(demo_url, tmp_path):
+    """A FIFO (or /dev/stdout, as root) is refused and left as it is; a symbolic link is
+    followed: the file it names gets the metrics, and the link stays a link."""
+    import stat
+
+    fifo = tmp_path / "fifo.prom"
+    os.mkfifo(fifo)
+    refused = jobctl("metrics", "--url", demo_url, "--textfile", str(fifo))
+    assert refused.returncode == 2 and "not a regular file" in refused.stderr
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    real = tmp_path / "real.prom"
+    real.write_text("old\n")
+    link = tmp_path / "link.prom"
+    link.symlink_to(real)
+    assert jobctl("metrics", "--url", demo_url, "--textfile", str(link)).returncode == 0
+    assert link.is_symlink() and value(parse(real.read_text()), "jobctl_store_up") == 1
+    assert jobctl("metrics", "--url", demo_url, "--textfile", str(tmp_path)).returncode == 2
+    assert jobctl("metrics", "--url", demo_url, "--textfile", "").returncode == 2
+
+
+def test_a_read_slower_than_the_scrape_reaches_the_next_scrape():
+    """The scrape that gave up answers down; the read goes on, and the next scrape gets it at
+    once rather than starting another that would be too slow again. One read in all."""
+    from jobctl.metrics import Reading, Scrapes
+
+    reads: list[float] = []
+
+    def slow() -> Reading:
+        reads.append(time.monotonic())
+        time.sleep(1.5)
+        return Reading("s", up=True, duration=1.5)
+
+    told: list[str] = []
+    scrapes = Scrapes(slow, "s", timeout=30, told=told.append)
+    first, _ = scrapes.latest(timeout=0.5)
+    assert not first.up and "not read within 0.5 s" in (first.error or "")
+    assert told and "the next scrape gets it" in told[0]
+    time.sleep(1.5)
+    started = time.monotonic()
+    second, body = scrapes.latest(timeout=0.5)
+    assert second.up and time.monotonic() - started < 0.3
+    assert value(parse(body.decode()), "jobctl_store_read_duration_seconds") == 1.5
+    assert len(reads) == 1
+    third, _ = scrapes.latest(timeout=5)  # that one was answered: a new read
+    assert third.up and len(reads) == 2

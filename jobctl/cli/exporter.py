@@ -50,6 +50,8 @@ def metrics(textfile: str | None, listen: str | None, max_jobs: int, warning: st
         return
     from jobctl.schedule.parse import parse_duration
 
+    if textfile == "" or store_label == "":
+        raise UsageError(f"--{'textfile' if textfile == '' else 'store-label'} needs a value, not an empty one")
     if textfile and listen:
         raise UsageError("--textfile and --listen are two ways to export: give one")
     warn_after, crit_after, limit = parse_duration(warning), parse_duration(critical), parse_duration(timeout).total_seconds()
@@ -68,8 +70,11 @@ def metrics(textfile: str | None, listen: str | None, max_jobs: int, warning: st
     if listen:
         serve(listen, lambda: read_once(False), label, limit)
         return
+    import signal
+
     from jobctl.metrics import Scrapes
 
+    signal.signal(signal.SIGTERM, _interrupt)  # cron's timeout, systemd's stop: one line, exit 143
     scrapes = Scrapes(lambda: read_once(True), label, limit, told=lambda line: None)
     reading, body = scrapes.latest()
     text = body.decode("utf-8")
@@ -117,23 +122,28 @@ def serve(listen: str, read_once: Any, label: str, limit: float) -> None:
 
     scrapes = Scrapes(read_once, label, limit, told)
     try:
-        server = make_server(host, port, wsgi_app(scrapes))
+        server = make_server(host, port, wsgi_app(scrapes), told)
     except OSError as exc:
         raise UsageError(f"cannot listen on {listen}: {exc.strerror or exc}") from None
     shown = f"[{host}]" if ":" in host else host
     told(f"serving the metrics of {label} on http://{shown}:{server.server_port}/metrics (Ctrl-C stops)")
 
-    def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    from jobctl.errors import Stopped
 
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
         server.server_close()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    from jobctl.errors import Stopped
+
+    raise Stopped("stopped by SIGTERM before the metrics were written; a textfile is as it was")
 
 
 def _umask() -> int:
