@@ -1038,7 +1038,7 @@ def main(argv: list[str] | None = None) -> None:
     except SystemExit as exc:
         # Click met the reader going away itself (it catches EPIPE from echo, quiets stdout
         # with its flush wrapper and exits 1): that is no error either
-        if type(sys.stdout).__name__ != "_PacifyFlushWrapper":
+        if not type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):  # _Pacify… from Click 8.2
             raise
         code = 0 if exc.code in (1, None) else exc.code
     except Exception as exc:  # noqa: BLE001 - a traceback in front of a user is a bug
