@@ -41,7 +41,7 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "jobctl_scheduler_heartbeat_interval_seconds": ("gauge", ("scheduler", "host", "pid"), "The seconds between the scheduler's heartbeats."),
     "jobctl_scheduler_running": ("gauge", ("scheduler", "host", "pid"), "1 while the scheduler's heartbeat is fresh (within 3 of its intervals) and it has not stopped."),
     "jobctl_scheduler_unrecorded_runs": ("counter", ("scheduler", "host", "pid"), "Runs the scheduler's companion could not record (its store was slow or down)."),
-    "jobctl_schedulers_running": ("gauge", (), "Schedulers with jobctl's companion whose heartbeat is fresh; absent where no companion ever attached."),
+    "jobctl_schedulers_running": ("gauge", (), "Schedulers with jobctl's companion whose heartbeat is fresh; absent where no scheduler's heartbeat is recorded (no companion ever attached, or its rows were removed)."),
     "jobctl_queued_jobs": ("gauge", ("task",), "APScheduler 4: jobs in the queue, by task."),
     "jobctl_queued_jobs_past_deadline": ("gauge", (), "APScheduler 4: queued jobs no scheduler took before their start deadline."),
     "jobctl_expired_leases": ("gauge", (), "APScheduler 4: schedules and jobs held by a scheduler whose lease ran out (did it die?)."),
@@ -246,7 +246,7 @@ def _store_series(reading: Reading, add: Callable[..., None]) -> None:
         add("jobctl_job_consecutive_failures", summary.get("failures_in_row") or 0, job_id)
         for outcome, count in (summary.get("runs") or {}).items():
             add("jobctl_job_runs", count, job_id, outcome)
-    if reading.schedulers is not None:
+    if reading.schedulers:  # as health: no scheduler row, nothing to say of their liveness
         add("jobctl_schedulers_running", len(reading.alive))
         for s in reading.schedulers:
             who = (s["instance"], s.get("host") or "", s.get("pid") if s.get("pid") is not None else "")

@@ -151,6 +151,8 @@ def test_per_job_series_are_bounded_and_keep_failing_jobs(demo_url):
     assert value(bounded, "jobctl_jobs_failing") == 1
     none = parse(jobctl("metrics", "--url", demo_url, "--max-jobs", "0").stdout)
     assert "jobctl_job_info" not in none and value(none, "jobctl_job_series_omitted") == 7
+    # the demo removes its scheduler's row: as health, nothing is said of schedulers then
+    assert "jobctl_schedulers_running" not in every and "jobctl_scheduler_running" not in every
 
 
 def add_jobs_to(url: str, *specs: str) -> None:
