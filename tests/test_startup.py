@@ -1,4 +1,5 @@
-"""`jobctl --help` and `--version` stay instant: they import neither SQLAlchemy nor APScheduler."""
+"""`jobctl --help` and `--version` stay instant: they import neither SQLAlchemy nor APScheduler,
+nor jobctl's own decoder and renderer."""
 
 import subprocess
 import sys
@@ -13,7 +14,9 @@ try:
     main()
 except SystemExit:
     pass
-heavy = sorted({m.split('.')[0] for m in sys.modules} & {"sqlalchemy", "apscheduler", "pytz", "humanize", "tabulate"})
+heavy = sorted({m.split('.')[0] for m in sys.modules} & {"sqlalchemy", "apscheduler", "pytz", "humanize", "tabulate", "prometheus_client"})
+# jobctl's own decoder and renderer (zoneinfo, dataclasses, inspect with them) are not for --help either
+heavy += [m for m in ("jobctl.codec", "jobctl.cli.render", "jobctl.metrics", "jobctl.monitoring") if m in sys.modules]
 print("HEAVY:", ",".join(heavy))
 """
 

@@ -1051,8 +1051,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _notices() -> None:
     """The warnings the layers below met (jobctl.errors.notice), each once, on stderr."""
-    from jobctl.cli.render import printable
     from jobctl.errors import NOTICES
+
+    if not NOTICES:  # as after --help: rendering (and the decoder it imports) is not needed
+        return
+    from jobctl.cli.render import printable
 
     for text in NOTICES:
         click.echo(f"jobctl: warning: {printable(text)}", err=True)
