@@ -21,7 +21,7 @@ from faults import SilentServer
 from promtool_helper import promtool_path
 from test_history import recorded, wait_for  # noqa: F401 - `recorded` is a fixture
 
-from conftest import FIXTURE_APP, aps4_python, jobctl, redis_client, write_store4
+from conftest import FIXTURE_APP, aps4_python, jobctl, redis_client, server_url, write_store4
 
 ROOT = FIXTURE_APP.parent.parent
 
@@ -480,3 +480,38 @@ def test_a_read_slower_than_the_scrape_reaches_the_next_scrape():
     assert len(reads) == 1
     third, _ = scrapes.latest(timeout=5)  # that one was answered: a new read
     assert third.up and len(reads) == 2
+
+
+def test_a_count_no_bigint_holds_is_left_out(tmp_path):
+    """A Redis summary (JSON: its integers are unbounded) with a 400-digit run count and
+    failures in a row: those values are left out, the rest exported, the store read (a float
+    conversion of such an int would have failed the whole read)."""
+    import uuid
+
+    from jobctl.companion import layout
+
+    url = server_url("JOBCTL_TEST_REDIS_URL")
+    tag = uuid.uuid4().hex[:10]
+    jobs_key, run_times_key = f"test.{tag}.jobs", f"test.{tag}.run_times"
+    client = redis_client(url)
+    try:
+        subprocess.run([sys.executable, str(FIXTURE_APP / "add_jobs.py"), url, "apscheduler_jobs", "--jobs-key", jobs_key,
+                        "--run-times-key", run_times_key, f"big:3600:{tmp_path / 'm.txt'}"],
+                       check=True, env=dict(os.environ, PYTHONPATH=str(FIXTURE_APP)), capture_output=True, timeout=120)
+        huge = 10**400
+        client.hset(layout.last_runs_key(jobs_key), "big", json.dumps({
+            "last_outcome": "error", "last_finished_at": time.time(), "failures_in_row": huge,
+            "runs": {"success": huge, "error": 2}, "last_duration": 0.5}))
+        client.hset(layout.schedulers_key(jobs_key), "h:1:x", json.dumps({"heartbeat_at": time.time(), "interval": 10, "pid": huge, "unrecorded": huge}))
+        result = jobctl("metrics", "--url", url, "--jobs-key", jobs_key, "--run-times-key", run_times_key)
+        assert result.returncode == 0, result.stderr
+        metrics = parse(result.stdout)
+        assert value(metrics, "jobctl_store_up") == 1
+        assert value(metrics, "jobctl_job_runs_total", job_id="big", outcome="error") == 2
+        assert value(metrics, "jobctl_job_runs_total", job_id="big", outcome="success") is None
+        assert value(metrics, "jobctl_job_consecutive_failures", job_id="big") == 0
+        assert list(metrics["jobctl_scheduler_unrecorded_runs_total"].values()) == [0]
+        check_with_promtool(result.stdout)
+    finally:
+        client.delete(jobs_key, run_times_key, *(f"{jobs_key}.{suffix}" for suffix in ("runs", "last_runs", "schedulers")))
+        client.close()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeGuard
 
 from jobctl.companion import layout
 from jobctl.companion.records import error_text  # 'Type: message', as the companion writes it
@@ -273,8 +273,15 @@ def finite(value: Any) -> float | None:
     return float(value)
 
 
+MOST_COUNT = 2**63 - 1  # what a BIGINT holds: a larger "count" (JSON ints are unbounded) is no count
+
+
+def _is_count(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MOST_COUNT
+
+
 def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+    return value if _is_count(value) else 0
 
 
 def duration(value: Any) -> float | None:
@@ -289,10 +296,10 @@ def totals(raw: Any, absent: int | None) -> dict[str, int] | None:
     kind than a count is skipped. None when RAW holds no count at all."""
     if not isinstance(raw, dict):
         return None
-    out = {}
+    out: dict[str, int] = {}
     for outcome in layout.OUTCOMES:
         value = raw.get(outcome, absent)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if _is_count(value):
             out[outcome] = value
     return out or None
 
@@ -320,7 +327,7 @@ def _of_kinds(raw: dict[str, Any], spec: dict[str, str]) -> dict[str, Any]:
         if kind == "float":
             out[name] = finite(value)
         elif kind == "int":
-            out[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
+            out[name] = value if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MOST_COUNT else None
         elif kind != "id":
             out[name] = _text_or_none(value, _text_limit(name, kind) or 0)
     return out
