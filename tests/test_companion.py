@@ -520,8 +520,12 @@ def test_a_locked_store_neither_blocks_jobs_nor_loses_runs_silently(fleet, name)
     recorded = len([r for r in runs(app) if r["job_id"] == "ok"])
     row = mine(app, schedulers(app))[0]
     ran = app.lines("ok")
-    # a run still in the executor at shutdown(wait=False) touched its marker but was never reported
-    assert ran - 1 <= recorded + row["unrecorded"] <= ran, (ran, recorded, row, app.output.read_text()[-3000:])
+    # a run still in the executor at shutdown(wait=False) touched its marker but was never
+    # reported; a run skipped (max instances, on a loaded machine) or missed is recorded, or
+    # counted unrecorded, without a marker line: APScheduler's log names each
+    output = app.output.read_text()
+    unrun = output.count('Execution of job "ok (') + output.count('Run time of job "ok (')
+    assert ran - 1 <= recorded + row["unrecorded"] <= ran + unrun, (ran, recorded, unrun, row, output[-3000:])
     assert row["stopped_at"] is not None
     if app.kind == "postgresql":
         assert row["unrecorded"] > 0, "a queue of 4 cannot have kept 15 runs"
